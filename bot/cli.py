@@ -1,0 +1,81 @@
+"""The `integ-bot` console script."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from bot.settings import Settings, SettingsError, load_settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="integ-bot", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the bot: HTTP server, scheduler, Socket Mode")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=None, help="default $PORT or 3000")
+    shell = sub.add_parser("shell", help="answer /integ lines typed at a local console")
+    shell.add_argument("-c", dest="line", help="answer this one line and exit")
+    catalog = sub.add_parser("catalog", help="catalog tools")
+    catalog_sub = catalog.add_subparsers(dest="catalog_command", required=True)
+    check = catalog_sub.add_parser("check", help="validate a catalog file")
+    check.add_argument("file", type=Path)
+    db = sub.add_parser("db", help="database tools")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("upgrade", help="apply migrations")
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.command == "catalog":
+        return check_catalog(args.file)
+    # Imported late: `catalog check` must work without touching the database.
+    from bot.runtime import StartupError
+
+    try:
+        settings = load_settings()
+        if args.command == "db":
+            return db_upgrade(settings)
+        if args.command == "shell":
+            from bot.shell import run_shell
+
+            return run_shell(settings, args.line)
+        from bot.server import serve as run_server
+
+        return run_server(settings, args.host, args.port or settings.port)
+    except (SettingsError, StartupError) as exc:
+        print(f"integ-bot: {exc}", file=sys.stderr)
+        return 2
+
+
+def check_catalog(path: Path) -> int:
+    from commands.catalog import CatalogInvalid, load_catalog
+
+    try:
+        catalog = load_catalog(path)
+    except CatalogInvalid as exc:
+        for error in exc.errors:
+            print(error)
+        count = len(exc.errors)
+        print(f"{path}: {count} error{'s' if count != 1 else ''}", file=sys.stderr)
+        return 1
+    print(f"{path}: ok, {len(catalog.systems)} systems, {len(catalog.integrations)} integrations")
+    return 0
+
+
+def db_upgrade(settings: Settings) -> int:
+    from bot.runtime import open_database
+
+    engine = open_database(settings)
+    print(f"database {engine.url.render_as_string(hide_password=True)} is up to date")
+    engine.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""The ASGI app: /slack/events, /healthz, /metrics.
+
+Bolt here is the synchronous App, and the database driver is synchronous too, so every
+call into them runs in the thread pool: a blocking call on the event loop would stall
+every other request, including Slack's, which gives up after 3 seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from slack_bolt import App, BoltRequest
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from bot import metrics
+from bot.deps import Deps
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 1024 * 1024  # 1 MiB: Slack's payloads are far smaller; hooks share the limit.
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
+    """The request body, refusing to buffer more than `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _measured(name: str, endpoint: Endpoint) -> Endpoint:
+    async def wrapper(request: Request) -> Response:
+        started = time.perf_counter()
+        response = await endpoint(request)
+        metrics.HTTP_LATENCY.labels(name).observe(time.perf_counter() - started)
+        metrics.HTTP_REQUESTS.labels(name, str(response.status_code)).inc()
+        return response
+
+    return wrapper
+
+
+def build_http_app(deps: Deps, bolt: App | None, *, socket_mode_only: bool = False) -> Starlette:
+    async def slack_events(request: Request) -> Response:
+        if bolt is None:
+            return JSONResponse(
+                {"error": "local mode: SLACK_BOT_TOKEN is not set, Slack requests are not served"},
+                status_code=503,
+            )
+        if socket_mode_only:
+            return JSONResponse(
+                {
+                    "error": "Socket Mode without SLACK_SIGNING_SECRET: HTTP requests from Slack "
+                    "are not accepted"
+                },
+                status_code=503,
+            )
+        try:
+            body = await read_body(request)
+        except BodyTooLarge:
+            return JSONResponse({"error": "body over 1 MiB"}, status_code=413)
+        bolt_request = BoltRequest(
+            body=body.decode("utf-8", errors="replace"),
+            query=request.url.query,
+            headers={k: request.headers.getlist(k) for k in request.headers.keys()},
+        )
+        bolt_response = await run_in_threadpool(bolt.dispatch, bolt_request)
+        return Response(
+            content=bolt_response.body,
+            status_code=bolt_response.status,
+            headers={k: v[0] for k, v in bolt_response.headers.items() if v},
+        )
+
+    def database_answers() -> bool:
+        try:
+            with deps.sessions() as session:
+                session.execute(text("SELECT 1"))
+            return True
+        except Exception:
+            log.exception("health check: the database does not answer")
+            return False
+
+    async def healthz(request: Request) -> Response:
+        ok = await run_in_threadpool(database_answers)
+        mode = "local" if bolt is None else ("socket" if deps.settings.slack_app_token else "http")
+        body = {"status": "ok" if ok else "unavailable", "database": ok, "mode": mode}
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    async def prometheus(request: Request) -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    routes = [
+        Route("/slack/events", _measured("slack_events", slack_events), methods=["POST"]),
+        Route("/healthz", _measured("healthz", healthz), methods=["GET", "HEAD"]),
+        Route("/metrics", prometheus, methods=["GET"]),
+    ]
+    return Starlette(routes=routes)

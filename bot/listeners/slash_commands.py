@@ -1,0 +1,53 @@
+"""`/integ`: acknowledge with the answer, inside Slack's 3 seconds."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from slack_bolt import Ack, App
+
+from bot import metrics, wire_ids
+from bot.deps import Deps
+from commands import router
+from commands.replies import Invocation, Reply
+from storage.db import transaction
+
+log = logging.getLogger(__name__)
+
+
+def answer(deps: Deps, text: str, user_id: str, channel_id: str | None) -> Reply:
+    """Run one `/integ` line in its own transaction; the shell uses this too."""
+    inv = Invocation(text=text, user_id=user_id, channel_id=channel_id, now=deps.clock())
+    with transaction(deps.sessions) as session:
+        reply = router.handle(session, inv)
+    verb = (text.split() or ["help"])[0].lower()[:20]
+    metrics.COMMANDS.labels(verb if verb in router.HANDLERS else "other").inc()
+    return reply
+
+
+def register(app: App, deps: Deps) -> None:
+    @app.command(wire_ids.SLASH_COMMAND)
+    def integ_command(ack: Ack, command: dict[str, Any]) -> None:
+        try:
+            reply = answer(
+                deps,
+                command.get("text") or "",
+                command.get("user_id", ""),
+                command.get("channel_id"),
+            )
+        except Exception:
+            # The person still gets an answer in time; the details go to the log.
+            ref = uuid.uuid4().hex[:8]
+            log.exception("/integ %r failed (ref %s)", command.get("text"), ref)
+            ack(
+                text=f":warning: Something went wrong on my side (ref `{ref}`); it is logged.",
+                response_type="ephemeral",
+            )
+            return
+        ack(
+            text=reply.text,
+            blocks=reply.blocks,
+            response_type="ephemeral" if reply.ephemeral else "in_channel",
+        )

@@ -1,0 +1,18 @@
+"""Prometheus metrics, defined once per process."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+HTTP_REQUESTS = Counter(
+    "integ_http_requests_total", "HTTP requests answered", ["endpoint", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "integ_http_request_seconds",
+    "Time to answer an HTTP request",
+    ["endpoint"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+COMMANDS = Counter("integ_commands_total", "Slash commands answered", ["verb"])
+CATALOG_LOADS = Counter("integ_catalog_loads_total", "Catalog loads", ["result"])
+INTEGRATIONS = Gauge("integ_integrations", "Integrations in the catalog")

@@ -1,0 +1,83 @@
+"""The composition root: settings, database, catalog, Slack app and HTTP app, built once."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from slack_bolt import App
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.applications import Starlette
+
+from bot.catalog_watcher import CatalogWatcher
+from bot.deps import Deps, utcnow
+from bot.http_app import build_http_app
+from bot.settings import Settings
+from bot.slack_app import build_bolt_app
+from storage.db import make_engine, make_session_factory
+from storage.migrate import upgrade
+
+log = logging.getLogger(__name__)
+
+
+class StartupError(Exception):
+    """Start-up cannot go on; the message is one line for the operator."""
+
+
+@dataclass
+class Runtime:
+    deps: Deps
+    engine: Engine
+    watcher: CatalogWatcher
+    bolt: App | None
+    http_app: Starlette
+    scheduler: BackgroundScheduler | None = None
+
+    def tick(self) -> None:
+        """Scheduled work looked for on each wake-up; later features add theirs here."""
+        self.watcher.check()
+
+    def start_scheduler(self) -> None:
+        scheduler = BackgroundScheduler(timezone="UTC")
+        scheduler.add_job(
+            self.tick,
+            "interval",
+            seconds=self.deps.settings.integ_tick_seconds,
+            id="tick",
+            max_instances=1,
+            coalesce=True,
+        )
+        scheduler.start()
+        self.scheduler = scheduler
+
+    def close(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+        self.engine.dispose()
+
+
+def open_database(settings: Settings) -> Engine:
+    engine = make_engine(settings.database_url)
+    try:
+        upgrade(engine)
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        where = engine.url.render_as_string(hide_password=True)
+        raise StartupError(f"DATABASE_URL: cannot open {where}: {reason}") from None
+    return engine
+
+
+def build_runtime(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Runtime:
+    engine = open_database(settings)
+    deps = Deps(settings=settings, sessions=make_session_factory(engine), clock=clock)
+    watcher = CatalogWatcher(settings.catalog_path, deps.sessions, clock)
+    watcher.check()
+    bolt = build_bolt_app(deps) if not settings.local_mode else None
+    socket_only = bool(settings.slack_app_token) and not settings.slack_signing_secret
+    http_app = build_http_app(deps, bolt, socket_mode_only=socket_only)
+    return Runtime(deps=deps, engine=engine, watcher=watcher, bolt=bolt, http_app=http_app)

@@ -1,0 +1,124 @@
+"""Settings, read once from the environment at start-up.
+
+A missing or contradictory setting raises `SettingsError` with one line that names the
+variable and what is wrong; the CLI prints that line and exits, never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+BUNDLED_CATALOG = Path(__file__).resolve().parent.parent / "examples" / "catalog.yml"
+
+
+class SettingsError(Exception):
+    """A setting is missing or wrong; the message is one line meant for the operator."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    slack_bot_token: str | None = None
+    slack_signing_secret: str | None = None
+    slack_app_token: str | None = None
+    slack_api_url: str = "https://slack.com/api/"
+    database_url: str = "sqlite:///integ.db"
+    integ_catalog: Path | None = None
+    integ_webhook_token: str | None = None
+    integ_fallback_channel: str | None = None
+    integ_tick_seconds: float = Field(default=30, gt=0)
+    integ_status_poll_seconds: float = Field(default=300, gt=0)
+    integ_digest_channel: str | None = None
+    port: int = Field(default=3000, ge=1, le=65535)
+
+    @field_validator(
+        "slack_bot_token",
+        "slack_signing_secret",
+        "slack_app_token",
+        "integ_webhook_token",
+        "integ_fallback_channel",
+        "integ_digest_channel",
+        mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        # `FOO=` in a .env or compose file means "not set", not "set to the empty string".
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("slack_bot_token")
+    @classmethod
+    def _bot_token_shape(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("xoxb-"):
+            raise ValueError("must be a bot token starting with xoxb-")
+        return value
+
+    @field_validator("slack_app_token")
+    @classmethod
+    def _app_token_shape(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("xapp-"):
+            raise ValueError("must be an app-level token starting with xapp-")
+        return value
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _api_url_shape(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL such as https://slack.com/api/")
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_shape(cls, value: str) -> str:
+        if value.startswith("postgresql://") or value.startswith("postgres://"):
+            # The psycopg 3 driver is the one installed; accept the common spelling.
+            return "postgresql+psycopg://" + value.split("://", 1)[1]
+        if not value.startswith(("sqlite:", "postgresql+psycopg:")):
+            raise ValueError("must start with sqlite:/// or postgresql+psycopg://")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.slack_app_token and not self.slack_bot_token:
+            raise ValueError("SLACK_APP_TOKEN is set but SLACK_BOT_TOKEN is not; set both")
+        if self.slack_bot_token and not self.slack_app_token and not self.slack_signing_secret:
+            raise ValueError("SLACK_SIGNING_SECRET is required with SLACK_BOT_TOKEN in HTTP mode")
+        return self
+
+    @property
+    def local_mode(self) -> bool:
+        return self.slack_bot_token is None
+
+    @property
+    def catalog_path(self) -> Path:
+        if self.integ_catalog is not None:
+            return self.integ_catalog
+        here = Path("catalog.yml")
+        return here if here.exists() else BUNDLED_CATALOG
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Read settings from `environ` (the process environment by default)."""
+    env = dict(os.environ if environ is None else environ)
+    lowered = {k.lower(): v for k, v in env.items() if k.lower() in Settings.model_fields}
+    try:
+        # model_validate reads only `lowered`, so tests can pass an environment of their own.
+        settings = Settings.model_validate(lowered)
+    except ValidationError as exc:
+        raise SettingsError(_one_line(exc)) from None
+    if settings.integ_catalog is not None and not settings.integ_catalog.is_file():
+        raise SettingsError(f"INTEG_CATALOG: file not found: {settings.integ_catalog}")
+    return settings
+
+
+def _one_line(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    message = str(first["msg"]).removeprefix("Value error, ")
+    if first["loc"]:
+        return f"{str(first['loc'][0]).upper()}: {message}"
+    return message

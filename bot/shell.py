@@ -1,0 +1,45 @@
+"""`integ-bot shell`: type `/integ status crm`, read the answer, from the same code path
+as Slack's slash command."""
+
+from __future__ import annotations
+
+import sys
+
+from bot.deps import Deps
+from bot.listeners.slash_commands import answer
+from bot.runtime import build_runtime
+from bot.settings import Settings
+from commands.render.plain import blocks_to_text
+
+SHELL_USER = "U0SHELL"
+PROMPT = "integ> "
+
+
+def run_shell(settings: Settings, line: str | None = None) -> int:
+    runtime = build_runtime(settings)
+    try:
+        if line is not None:
+            print(respond(runtime.deps, line))
+            return 0
+        interactive = sys.stdin.isatty()
+        if interactive:
+            print("integ-bot shell: type /integ help, or quit.")
+        while True:
+            if interactive:
+                print(PROMPT, end="", flush=True)
+            raw = sys.stdin.readline()
+            if not raw:
+                return 0
+            typed = raw.strip()
+            if typed in ("quit", "exit", "q"):
+                return 0
+            if typed:
+                print(respond(runtime.deps, typed), flush=True)
+    finally:
+        runtime.close()
+
+
+def respond(deps: Deps, typed: str) -> str:
+    text = typed.removeprefix("/integ").strip() if typed.startswith("/integ") else typed
+    reply = answer(deps, text, SHELL_USER, None)
+    return blocks_to_text(reply.blocks, reply.text)

@@ -1,0 +1,32 @@
+"""Identifiers that travel over the wire to Slack and back.
+
+Posted messages and the app manifest keep these strings long after a release, so they are
+literal constants, never derived from class or function names; a test checks them against
+`manifest.yml`.
+"""
+
+from typing import Final
+
+SLASH_COMMAND: Final = "/integ"
+
+# Message shortcut declared in manifest.yml: log a message as a change.
+LOG_CHANGE_SHORTCUT: Final = "integ_log_change"
+
+# Block Kit action ids on alert messages.
+ACK_ACTION: Final = "integ_alert_ack"
+RESOLVE_ACTION: Final = "integ_alert_resolve"
+SILENCE_ACTION: Final = "integ_alert_silence"
+RUNBOOK_ACTION: Final = "integ_alert_runbook"
+
+# Review nudge actions.
+REVIEW_DONE_ACTION: Final = "integ_review_done"
+REVIEW_SNOOZE_ACTION: Final = "integ_review_snooze"
+REVIEW_REASSIGN_ACTION: Final = "integ_review_reassign"
+
+# Modal callback ids.
+RESOLVE_VIEW: Final = "integ_resolve_view"
+REVIEW_VIEW: Final = "integ_review_view"
+LOG_CHANGE_VIEW: Final = "integ_log_change_view"
+
+# Bot events subscribed in manifest.yml.
+BOT_EVENTS: Final = ("reaction_added", "message.channels", "message.groups")

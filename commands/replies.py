@@ -1,0 +1,26 @@
+"""What a command returns: text for notifications and the console, blocks for Slack."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from commands.render.blocks import Block
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """One `/integ …` as typed, with who typed it, where, and when."""
+
+    text: str
+    user_id: str
+    channel_id: str | None
+    now: datetime
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str
+    blocks: list[Block] = field(default_factory=list)
+    # Answers are only for the person who asked unless the verb posts for the channel.
+    ephemeral: bool = True

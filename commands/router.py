@@ -1,0 +1,96 @@
+"""`/integ <verb> [args]`: parse what was typed and hand it to the verb's function."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy.orm import Session
+
+from commands import lookups
+from commands.matching import Candidate, find
+from commands.render import blocks as bk
+from commands.render.mrkdwn import CHANNEL_LINK, escape, from_slack
+from commands.replies import Invocation, Reply
+
+# Longer than any real command; past this the text is not worth parsing, only refusing.
+MAX_TEXT = 4000
+
+Handler = Callable[[Session, Invocation, str], Reply]
+
+HANDLERS: dict[str, Handler] = {
+    "help": lambda session, inv, _args: lookups.help_reply(session, inv),
+    "list": lookups.list_reply,
+    "status": lookups.status_reply,
+    "owners": lookups.owners_reply,
+    "runbook": lookups.runbook_reply,
+    "info": lookups.info_reply,
+    "support": lookups.support_reply,
+}
+
+# Verbs of the contract that later releases bring; named so they are not "unknown".
+PLANNED = {
+    "alerts",
+    "ack",
+    "resolve",
+    "silence",
+    "log",
+    "changes",
+    "reviews",
+    "review",
+    "impact",
+    "diagram",
+    "heartbeat",
+}
+
+
+def handle(session: Session, inv: Invocation) -> Reply:
+    """Answer one `/integ` command; never raises for anything a person could type."""
+    if len(inv.text) > MAX_TEXT:
+        text = (
+            f"That command is {len(inv.text):,} characters long, too long to be one I know. "
+            "`/integ help` lists what I understand."
+        )
+        return Reply(text=text, blocks=[bk.section(text)])
+    words = _normalise(inv.text).split(None, 1)
+    if not words:
+        return lookups.help_reply(session, inv)
+    verb = words[0].lower().lstrip("/")
+    args = words[1].strip() if len(words) > 1 else ""
+    if verb == "integ" and args:  # "/integ /integ status" pasted twice
+        return handle(session, Invocation(args, inv.user_id, inv.channel_id, inv.now))
+    handler = HANDLERS.get(verb)
+    if handler is not None:
+        return handler(session, inv, _first_word_or_all(verb, args))
+    if verb in PLANNED:
+        text = (
+            f"`/integ {escape(verb)}` is not available in this version yet. "
+            "`/integ help` lists what is."
+        )
+        return Reply(text=text, blocks=[bk.section(text)])
+    return _unknown_verb(verb)
+
+
+def _normalise(text: str) -> str:
+    # A channel link `<#C123|integ-crm>` typed as the argument stands for the channel's id,
+    # which lookups resolve to the integration posting there.
+    plain = from_slack(CHANNEL_LINK.sub(lambda m: m.group(1), text))
+    return " ".join(plain.replace("\u00a0", " ").split())
+
+
+def _first_word_or_all(verb: str, args: str) -> str:
+    # Names are single words; `list` takes free text to filter on.
+    if verb == "list":
+        return args
+    return args.split()[0] if args else ""
+
+
+def _unknown_verb(verb: str) -> Reply:
+    verbs = [Candidate(v, v) for v in [*HANDLERS, *sorted(PLANNED)]]
+    _, suggestions = find(verb, verbs)
+    shown = escape(verb[:50])
+    if suggestions:
+        tries = " or ".join(f"`/integ {s}`" for s in suggestions[:3])
+        text = f"I don't know `{shown}`. Did you mean {tries}? `/integ help` lists everything."
+    else:
+        text = f"I don't know `{shown}`. `/integ help` lists what I understand."
+    return Reply(text=text, blocks=[bk.section(text)])

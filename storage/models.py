@@ -1,0 +1,158 @@
+"""Typed SQLAlchemy models.
+
+The catalog file says what exists; these tables say what happened. Rows for systems and
+integrations are synced from the catalog and only ever marked removed, so the alerts,
+reviews and changes that point at them keep their history.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, Integer, MetaData, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from storage.types import UTCDateTime
+
+# Named constraints keep Alembic migrations identical on SQLite and PostgreSQL.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON}
+
+
+class System(Base):
+    __tablename__ = "systems"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    vendor: Mapped[str | None] = mapped_column(String(200))
+    spec: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    added_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    removed_at: Mapped[datetime | None]
+
+
+class Integration(Base):
+    __tablename__ = "integrations"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    source_id: Mapped[str] = mapped_column(ForeignKey("systems.id"))
+    target_id: Mapped[str] = mapped_column(ForeignKey("systems.id"))
+    mechanism: Mapped[str] = mapped_column(String(20))
+    schedule: Mapped[str] = mapped_column(String(100))
+    timezone: Mapped[str] = mapped_column(String(64))
+    owner: Mapped[str] = mapped_column(String(200))
+    channel: Mapped[str] = mapped_column(String(64))
+    # The whole catalog entry as validated, for `/integ info` and later features.
+    spec: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    added_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    removed_at: Mapped[datetime | None]
+
+    source: Mapped[System] = relationship(foreign_keys=[source_id], lazy="joined")
+    target: Mapped[System] = relationship(foreign_keys=[target_id], lazy="joined")
+
+
+class CatalogLoad(Base):
+    """One row per attempt to load the catalog file, accepted or refused."""
+
+    __tablename__ = "catalog_loads"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    loaded_at: Mapped[datetime]
+    path: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    accepted: Mapped[bool]
+    errors: Mapped[str | None] = mapped_column(Text)
+    summary: Mapped[str | None] = mapped_column(Text)
+
+
+class AlertStatus(enum.StrEnum):
+    FIRING = "firing"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
+class Alert(Base):
+    """One failure of one integration, identified by (integration, key)."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        # `/integ status` asks "is anything open for this integration"; this index answers
+        # it without scanning the resolved history, which grows without bound.
+        Index("ix_alerts_integration_status", "integration_name", "status"),
+        Index("ix_alerts_integration_key", "integration_name", "key"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # The name as received; an alert for an unknown integration is kept all the same.
+    integration_name: Mapped[str] = mapped_column(String(200))
+    integration_id: Mapped[str | None] = mapped_column(ForeignKey("integrations.id"))
+    key: Mapped[str] = mapped_column(String(500))
+    status: Mapped[str] = mapped_column(String(20), default=AlertStatus.FIRING)
+    severity: Mapped[str] = mapped_column(String(20), default="error")
+    summary: Mapped[str] = mapped_column(Text)
+    details: Mapped[str | None] = mapped_column(Text)
+    url: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(20), default="generic")
+    count: Mapped[int] = mapped_column(default=1)
+    first_seen_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    acknowledged_at: Mapped[datetime | None]
+    acknowledged_by: Mapped[str | None] = mapped_column(String(64))
+    resolved_at: Mapped[datetime | None]
+    resolved_by: Mapped[str | None] = mapped_column(String(64))
+    root_cause: Mapped[str | None] = mapped_column(String(40))
+    root_cause_note: Mapped[str | None] = mapped_column(Text)
+    channel: Mapped[str | None] = mapped_column(String(64))
+    message_ts: Mapped[str | None] = mapped_column(String(32))
+
+
+class AlertTransition(Base):
+    """An immutable record of one alert state change: who, when, from, to, why."""
+
+    __tablename__ = "alert_transitions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"), index=True)
+    at: Mapped[datetime]
+    actor: Mapped[str | None] = mapped_column(String(64))
+    from_status: Mapped[str | None] = mapped_column(String(20))
+    to_status: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+class Silence(Base):
+    __tablename__ = "silences"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    integration_id: Mapped[str] = mapped_column(ForeignKey("integrations.id"), index=True)
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class Review(Base):
+    """A completed review of one integration (practice 2)."""
+
+    __tablename__ = "reviews"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    integration_id: Mapped[str] = mapped_column(ForeignKey("integrations.id"), index=True)
+    reviewed_at: Mapped[datetime]
+    reviewed_by: Mapped[str] = mapped_column(String(64))
+    answers: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    notes: Mapped[str | None] = mapped_column(Text)

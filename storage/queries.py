@@ -1,0 +1,120 @@
+"""Read queries shared by the commands. Nothing here commits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from storage.models import Alert, AlertStatus, Integration, Review, Silence, System
+
+OPEN_STATUSES = (AlertStatus.FIRING.value, AlertStatus.ACKNOWLEDGED.value)
+
+
+def integration(session: Session, integration_id: str) -> Integration | None:
+    found = session.get(Integration, integration_id)
+    return found if found is not None and found.removed_at is None else None
+
+
+def integrations(session: Session) -> Sequence[Integration]:
+    return session.scalars(
+        select(Integration).where(Integration.removed_at.is_(None)).order_by(Integration.id)
+    ).all()
+
+
+def integrations_in_channel(session: Session, channel: str) -> Sequence[Integration]:
+    return session.scalars(
+        select(Integration)
+        .where(Integration.removed_at.is_(None), Integration.channel == channel)
+        .order_by(Integration.id)
+    ).all()
+
+
+def integrations_touching(session: Session, system_id: str) -> Sequence[Integration]:
+    return session.scalars(
+        select(Integration)
+        .where(
+            Integration.removed_at.is_(None),
+            (Integration.source_id == system_id) | (Integration.target_id == system_id),
+        )
+        .order_by(Integration.id)
+    ).all()
+
+
+def system(session: Session, system_id: str) -> System | None:
+    found = session.get(System, system_id)
+    return found if found is not None and found.removed_at is None else None
+
+
+def systems(session: Session) -> Sequence[System]:
+    return session.scalars(
+        select(System).where(System.removed_at.is_(None)).order_by(System.id)
+    ).all()
+
+
+def open_alerts(session: Session, integration_id: str, limit: int = 5) -> Sequence[Alert]:
+    return session.scalars(
+        select(Alert)
+        .where(Alert.integration_name == integration_id, Alert.status.in_(OPEN_STATUSES))
+        .order_by(Alert.last_seen_at.desc())
+        .limit(limit)
+    ).all()
+
+
+def open_alert_count(session: Session, integration_id: str) -> int:
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(Alert)
+            .where(Alert.integration_name == integration_id, Alert.status.in_(OPEN_STATUSES))
+        )
+        or 0
+    )
+
+
+def open_alert_counts(session: Session) -> dict[str, int]:
+    rows = session.execute(
+        select(Alert.integration_name, func.count())
+        .where(Alert.status.in_(OPEN_STATUSES))
+        .group_by(Alert.integration_name)
+    ).all()
+    return {name: count for name, count in rows}
+
+
+def active_silence(session: Session, integration_id: str, now: datetime) -> Silence | None:
+    return session.scalars(
+        select(Silence)
+        .where(
+            Silence.integration_id == integration_id,
+            Silence.starts_at <= now,
+            Silence.ends_at > now,
+        )
+        .order_by(Silence.ends_at.desc())
+        .limit(1)
+    ).first()
+
+
+def silenced_integrations(session: Session, now: datetime) -> set[str]:
+    return set(
+        session.scalars(
+            select(Silence.integration_id).where(Silence.starts_at <= now, Silence.ends_at > now)
+        )
+    )
+
+
+def last_review(session: Session, integration_id: str) -> Review | None:
+    return session.scalars(
+        select(Review)
+        .where(Review.integration_id == integration_id)
+        .order_by(Review.reviewed_at.desc())
+        .limit(1)
+    ).first()
+
+
+def last_reviews(session: Session) -> dict[str, datetime]:
+    rows = session.execute(
+        select(Review.integration_id, func.max(Review.reviewed_at)).group_by(Review.integration_id)
+    ).all()
+    return {integration_id: at for integration_id, at in rows}

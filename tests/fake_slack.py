@@ -1,0 +1,588 @@
+"""A small fake of the Slack Web API, served over real HTTP for tests.
+
+Point a ``slack_sdk.WebClient(base_url=fake.url)`` (or ``SLACK_API_URL``) at it and the client
+talks HTTP to a local server that answers like Slack does, records every call, and can be told
+to fail the next call to a method (429 with ``Retry-After``, 5xx, or a Slack error).
+
+    with FakeSlack() as fake:
+        client = WebClient(token="xoxb-test", base_url=fake.url)
+        client.chat_postMessage(channel="C111", text="hi")
+        [call] = fake.calls_to("chat.postMessage")
+
+Besides ``/api/<method>`` it serves:
+
+- ``POST /upload/v1/<file_id>``: the upload URL that ``files.getUploadURLExternal`` hands out;
+  the bytes land in ``fake.uploads[file_id]`` and the call is recorded as ``upload:<file_id>``.
+- ``POST /response/<name>``: a stand-in for a ``response_url`` (what Bolt's ``respond()``
+  posts to); build one with ``fake.response_url(name)``; posts are recorded as
+  ``response:<name>``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import mimetypes
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from email.message import Message
+from email.parser import BytesParser
+from email.policy import HTTP
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+JSON = dict[str, Any]
+
+ACCEPTED_TOKEN_PREFIXES = ("xoxb-", "xoxp-")
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request the fake received, and what it answered."""
+
+    method: str  # "chat.postMessage", or "upload:<file_id>", or "response:<name>"
+    args: JSON  # query string, form and JSON body fields merged
+    headers: dict[str, str]  # keys lower-cased
+    time: float  # time.time() when received
+    body: bytes
+    status: int  # HTTP status answered
+    response: JSON
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 200 and bool(self.response.get("ok"))
+
+
+@dataclass
+class _Failure:
+    status: int
+    error: str
+    retry_after: int
+    times: int
+
+
+@dataclass
+class _Reply:
+    status: int
+    body: JSON
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class FakeSlack:
+    """A fake Slack Web API on 127.0.0.1, on a free port, served from a daemon thread."""
+
+    def __init__(
+        self,
+        *,
+        team_id: str = "T111",
+        team_domain: str = "integ-test",
+        bot_user_id: str = "U0BOT",
+        bot_id: str = "B0BOT",
+        app_id: str = "A111",
+    ) -> None:
+        self.team_id = team_id
+        self.team_domain = team_domain
+        self.bot_user_id = bot_user_id
+        self.bot_id = bot_id
+        self.app_id = app_id
+        # Tests may put entries here to shape users.info / conversations.info answers.
+        self.users: dict[str, JSON] = {}
+        self.channels: dict[str, JSON] = {}
+        self.uploads: dict[str, bytes] = {}
+        self._calls: list[Call] = []
+        self._failures: dict[str, list[_Failure]] = {}
+        self._files: dict[str, JSON] = {}
+        self._cond = threading.Condition()
+        self._ts_seq = itertools.count(1)
+        self._id_seq = itertools.count(1)
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> FakeSlack:
+        if self._server is not None:
+            return self
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        server.daemon_threads = True
+        server.fake = self  # type: ignore[attr-defined]
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, name="fake-slack", kwargs={"poll_interval": 0.05}
+        )
+        self._thread.daemon = True
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = None
+        self._thread = None
+
+    def __enter__(self) -> FakeSlack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def root_url(self) -> str:
+        """``http://127.0.0.1:<port>/``."""
+        if self._server is None:
+            raise RuntimeError("FakeSlack is not started; use it as a context manager")
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}/"
+
+    @property
+    def url(self) -> str:
+        """The Web API base URL, ending in ``/api/``."""
+        return self.root_url + "api/"
+
+    def response_url(self, name: str = "default") -> str:
+        return f"{self.root_url}response/{name}"
+
+    # -- inspection --------------------------------------------------------------------------
+
+    @property
+    def calls(self) -> list[Call]:
+        """A snapshot of every recorded call, oldest first."""
+        with self._cond:
+            return list(self._calls)
+
+    def calls_to(self, method: str) -> list[Call]:
+        return [c for c in self.calls if c.method == method]
+
+    def responses_to(self, name: str = "default") -> list[Call]:
+        """The posts received at ``response_url(name)``."""
+        return self.calls_to(f"response:{name}")
+
+    def wait_for(self, method: str, count: int = 1, timeout: float = 5.0) -> list[Call]:
+        """Wait until at least ``count`` calls to ``method`` were recorded; return them all."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                found = [c for c in self._calls if c.method == method]
+                if len(found) >= count:
+                    return found
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    seen = sorted({c.method for c in self._calls})
+                    raise TimeoutError(
+                        f"{len(found)}/{count} calls to {method} after {timeout}s; seen: {seen}"
+                    )
+                self._cond.wait(left)
+
+    def clear(self) -> None:
+        """Forget recorded calls, uploads and pending failures."""
+        with self._cond:
+            self._calls.clear()
+            self._failures.clear()
+            self.uploads.clear()
+            self._files.clear()
+
+    # -- failure injection -------------------------------------------------------------------
+
+    def fail_next(
+        self,
+        method: str,
+        status: int | None = None,
+        *,
+        error: str | None = None,
+        retry_after: int = 1,
+        times: int = 1,
+    ) -> None:
+        """Make the next ``times`` calls to ``method`` fail.
+
+        - ``status=429`` (the default without ``error``): HTTP 429, ``Retry-After:
+          retry_after``, body ``{"ok": false, "error": "ratelimited"}``.
+        - ``status=500`` (or any 5xx): that status, ``{"ok": false, "error": "internal_error"}``.
+        - ``error="channel_not_found"`` alone: HTTP 200 with ``{"ok": false, "error": ...}``,
+          the way Slack reports most errors.
+        """
+        if status is None:
+            status = 200 if error else 429
+        if error is None:
+            error = {200: "fatal_error", 429: "ratelimited"}.get(status, "internal_error")
+        with self._cond:
+            self._failures.setdefault(method, []).append(
+                _Failure(status=status, error=error, retry_after=retry_after, times=times)
+            )
+
+    def _take_failure(self, method: str) -> _Failure | None:
+        with self._cond:
+            pending = self._failures.get(method)
+            if not pending:
+                return None
+            failure = pending[0]
+            failure.times -= 1
+            if failure.times <= 0:
+                pending.pop(0)
+            return failure
+
+    # -- request handling (called from server threads) ---------------------------------------
+
+    def _handle(self, path: str, headers: Message, body: bytes) -> _Reply:
+        split = urlsplit(path)
+        args = _parse_args(split.query, headers.get("Content-Type", ""), body)
+        parts = split.path.strip("/").split("/")
+        if len(parts) == 2 and parts[0] == "api":
+            label = parts[1]
+            reply = self._api(label, headers, args)
+        elif len(parts) == 3 and parts[:2] == ["upload", "v1"]:
+            label = f"upload:{parts[2]}"
+            reply = self._failed(label) or self._upload(parts[2], headers, body)
+        elif len(parts) >= 2 and parts[0] == "response":
+            label = "response:" + "/".join(parts[1:])
+            reply = self._failed(label) or _Reply(200, {"ok": True})
+        else:
+            label = f"unknown:{split.path}"
+            reply = _Reply(404, {"ok": False, "error": "not_found"})
+        call = Call(
+            method=label,
+            args=args,
+            headers={k.lower(): v for k, v in headers.items()},
+            time=time.time(),
+            body=body,
+            status=reply.status,
+            response=reply.body,
+        )
+        with self._cond:
+            self._calls.append(call)
+            self._cond.notify_all()
+        return reply
+
+    def _failed(self, label: str) -> _Reply | None:
+        failure = self._take_failure(label)
+        if failure is None:
+            return None
+        reply = _Reply(failure.status, {"ok": False, "error": failure.error})
+        if failure.status == 429:
+            reply.headers["Retry-After"] = str(failure.retry_after)
+        return reply
+
+    def _api(self, method: str, headers: Message, args: JSON) -> _Reply:
+        token = _bearer(headers.get("Authorization", "")) or str(args.get("token") or "")
+        if not token:
+            return _Reply(200, {"ok": False, "error": "not_authed"})
+        if not token.startswith(ACCEPTED_TOKEN_PREFIXES):
+            return _Reply(200, {"ok": False, "error": "invalid_auth"})
+        failed = self._failed(method)
+        if failed is not None:
+            return failed
+        handler = _API_METHODS.get(method)
+        data: JSON = {"ok": True}
+        if handler is not None:
+            data.update(handler(self, args, token))
+        return _Reply(200, data)
+
+    def _upload(self, file_id: str, headers: Message, body: bytes) -> _Reply:
+        if file_id not in self._files:
+            return _Reply(404, {"ok": False, "error": "file_not_found"})
+        content_type = headers.get("Content-Type", "")
+        data = body
+        if content_type.startswith("multipart/form-data"):
+            files = [p for p in _multipart(content_type, body) if p.get_filename() is not None]
+            if files:
+                data = files[0].get_payload(decode=True) or b""
+        with self._cond:
+            self.uploads[file_id] = data
+        # Slack answers "OK - <length>" as plain text; slack_sdk only looks at the status.
+        return _Reply(200, {"ok": True})
+
+    # -- ids and shapes ----------------------------------------------------------------------
+
+    def next_ts(self) -> str:
+        """A unique, increasing message ts, like ``1700000000.000100``."""
+        micros = next(self._ts_seq) * 100
+        return f"{1_700_000_000 + micros // 1_000_000}.{micros % 1_000_000:06d}"
+
+    def _next_id(self, prefix: str) -> str:
+        return f"{prefix}{next(self._id_seq):08d}"
+
+    def _message(self, args: JSON, ts: str) -> JSON:
+        message: JSON = {
+            "type": "message",
+            "subtype": "bot_message",
+            "user": self.bot_user_id,
+            "bot_id": self.bot_id,
+            "app_id": self.app_id,
+            "team": self.team_id,
+            "text": args.get("text", ""),
+            "ts": ts,
+        }
+        for key in ("blocks", "attachments", "metadata"):
+            if key in args:
+                message[key] = _json_arg(args[key])
+        if args.get("thread_ts"):
+            message["thread_ts"] = args["thread_ts"]
+        return message
+
+    def _permalink(self, channel: str, ts: str) -> str:
+        return f"https://{self.team_domain}.slack.com/archives/{channel}/p{ts.replace('.', '')}"
+
+    def _view(self, args: JSON, view_id: str | None = None) -> JSON:
+        raw = _json_arg(args.get("view", {}))
+        view: JSON = dict(raw) if isinstance(raw, Mapping) else {}
+        view_id = view_id or self._next_id("V")
+        return {
+            "id": view_id,
+            "team_id": self.team_id,
+            "type": view.get("type", "modal"),
+            "blocks": view.get("blocks", []),
+            "private_metadata": view.get("private_metadata", ""),
+            "callback_id": view.get("callback_id", ""),
+            "state": {"values": {}},
+            "hash": f"{int(time.time())}.{view_id}",
+            "title": view.get("title"),
+            "submit": view.get("submit"),
+            "close": view.get("close"),
+            "clear_on_close": bool(view.get("clear_on_close", False)),
+            "notify_on_close": bool(view.get("notify_on_close", False)),
+            "external_id": args.get("external_id", view.get("external_id", "")),
+            "previous_view_id": None,
+            "root_view_id": view_id,
+            "app_id": self.app_id,
+            "bot_id": self.bot_id,
+        }
+
+
+# -- Web API methods -------------------------------------------------------------------------
+
+
+def _channel(args: JSON) -> str:
+    channel = str(args.get("channel", ""))
+    # Posting to a user id goes to the DM with that user, as on Slack.
+    if channel[:1] in ("U", "W"):
+        return "D" + channel[1:]
+    return channel
+
+
+def _auth_test(fake: FakeSlack, args: JSON, token: str) -> JSON:
+    data: JSON = {
+        "url": f"https://{fake.team_domain}.slack.com/",
+        "team": "Integ Test",
+        "user": "integ-bot",
+        "team_id": fake.team_id,
+        "user_id": fake.bot_user_id,
+        "is_enterprise_install": False,
+    }
+    if token.startswith("xoxb-"):
+        data["bot_id"] = fake.bot_id
+    return data
+
+
+def _post_message(fake: FakeSlack, args: JSON, token: str) -> JSON:
+    if not args.get("channel"):
+        return {"ok": False, "error": "channel_not_found"}
+    if not any(args.get(k) for k in ("text", "blocks", "attachments")):
+        return {"ok": False, "error": "no_text"}
+    ts = fake.next_ts()
+    return {"channel": _channel(args), "ts": ts, "message": fake._message(args, ts)}
+
+
+def _update(fake: FakeSlack, args: JSON, token: str) -> JSON:
+    ts = str(args.get("ts", ""))
+    return {
+        "channel": _channel(args),
+        "ts": ts,
+        "text": args.get("text", ""),
+        "message": fake._message(args, ts),
+    }
+
+
+def _post_ephemeral(fake: FakeSlack, args: JSON, token: str) -> JSON:
+    return {"message_ts": fake.next_ts()}
+
+
+def _delete(fake: FakeSlack, args: JSON, token: str) -> JSON:
+    return {"channel": _channel(args), "ts": str(args.get("ts", ""))}
+
+
+def _permalink(fake: FakeSlack, args: JSON, token: str) -> JSON:
+    channel = _channel(args)
+    return {
+        "channel": channel,
+        "permalink": fake._permalink(channel, str(args.get("message_ts", ""))),
+    }
+
+
+def _views_open(fake: FakeSlack, args: JSON, token: str) -> JSON:
+    return {"view": fake._view(args)}
+
+
+def _views_update(fake: FakeSlack, args: JSON, token: str) -> JSON:
+    return {"view": fake._view(args, view_id=args.get("view_id") or None)}
+
+
+def _users_info(fake: FakeSlack, args: JSON, token: str) -> JSON:
+    user_id = str(args.get("user", ""))
+    name = user_id.lower()
+    user: JSON = {
+        "id": user_id,
+        "team_id": fake.team_id,
+        "name": name,
+        "real_name": f"User {user_id}",
+        "deleted": False,
+        "is_bot": False,
+        "is_admin": False,
+        "tz": "America/New_York",
+        "tz_label": "Eastern Standard Time",
+        "tz_offset": -18000,
+        "profile": {
+            "display_name": name,
+            "real_name": f"User {user_id}",
+            "email": f"{name}@example.edu",
+        },
+    }
+    user.update(fake.users.get(user_id, {}))
+    return {"user": user}
+
+
+def _conversations_info(fake: FakeSlack, args: JSON, token: str) -> JSON:
+    channel_id = str(args.get("channel", ""))
+    channel: JSON = {
+        "id": channel_id,
+        "name": channel_id.lower(),
+        "is_channel": True,
+        "is_group": False,
+        "is_im": False,
+        "is_private": False,
+        "is_archived": False,
+        "is_member": True,
+        "created": 1_600_000_000,
+        "creator": "W111",
+    }
+    channel.update(fake.channels.get(channel_id, {}))
+    return {"channel": channel}
+
+
+def _get_upload_url(fake: FakeSlack, args: JSON, token: str) -> JSON:
+    file_id = fake._next_id("F")
+    with fake._cond:
+        fake._files[file_id] = {
+            "filename": str(args.get("filename", "")),
+            "length": int(args.get("length") or 0),
+        }
+    return {"upload_url": f"{fake.root_url}upload/v1/{file_id}", "file_id": file_id}
+
+
+def _complete_upload(fake: FakeSlack, args: JSON, token: str) -> JSON:
+    raw = _json_arg(args.get("files", []))
+    items = raw if isinstance(raw, list) else []
+    files: list[JSON] = []
+    for item in items:
+        file_id = str(item.get("id", ""))
+        meta = fake._files.get(file_id, {})
+        name = meta.get("filename", "")
+        mimetype = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        files.append(
+            {
+                "id": file_id,
+                "name": name,
+                "title": item.get("title") or name,
+                "mimetype": mimetype,
+                "filetype": name.rsplit(".", 1)[-1] if "." in name else "binary",
+                "size": len(fake.uploads.get(file_id, b"")),
+                "user": fake.bot_user_id,
+                "url_private": f"https://files.slack.com/files-pri/{fake.team_id}-{file_id}/{name}",
+                "permalink": f"https://{fake.team_domain}.slack.com/files/"
+                f"{fake.bot_user_id}/{file_id}/{name}",
+            }
+        )
+    return {"files": files}
+
+
+_API_METHODS: dict[str, Callable[[FakeSlack, JSON, str], JSON]] = {
+    "auth.test": _auth_test,
+    "chat.postMessage": _post_message,
+    "chat.update": _update,
+    "chat.postEphemeral": _post_ephemeral,
+    "chat.delete": _delete,
+    "chat.getPermalink": _permalink,
+    "views.open": _views_open,
+    "views.push": _views_open,
+    "views.update": _views_update,
+    "users.info": _users_info,
+    "conversations.info": _conversations_info,
+    "files.getUploadURLExternal": _get_upload_url,
+    "files.completeUploadExternal": _complete_upload,
+}
+
+
+# -- HTTP plumbing ---------------------------------------------------------------------------
+
+
+def _bearer(value: str) -> str:
+    scheme, _, token = value.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def _json_arg(value: Any) -> Any:
+    """Form bodies carry blocks, views and file lists as JSON strings; JSON bodies don't."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _multipart(content_type: str, body: bytes) -> list[Message]:
+    head = f"Content-Type: {content_type}\r\n\r\n".encode()
+    message = BytesParser(policy=HTTP).parsebytes(head + body)
+    parts = message.get_payload()
+    return [p for p in parts if isinstance(p, Message)] if isinstance(parts, list) else []
+
+
+def _parse_args(query: str, content_type: str, body: bytes) -> JSON:
+    args: JSON = dict(parse_qsl(query, keep_blank_values=True))
+    if content_type.startswith("application/json"):
+        try:
+            data = json.loads(body or b"{}")
+        except ValueError:
+            data = None
+        if isinstance(data, dict):
+            args.update(data)
+    elif content_type.startswith("application/x-www-form-urlencoded"):
+        args.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+    elif content_type.startswith("multipart/form-data"):
+        for part in _multipart(content_type, body):
+            name = part.get_param("name", header="content-disposition")
+            if isinstance(name, str) and part.get_filename() is None:
+                payload = part.get_payload(decode=True) or b""
+                args[name] = payload.decode("utf-8", "replace")
+    return args
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "FakeSlack/1.0"
+
+    def do_GET(self) -> None:
+        self._serve(b"")
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        self._serve(self.rfile.read(length) if length else b"")
+
+    def _serve(self, body: bytes) -> None:
+        fake: FakeSlack = self.server.fake  # type: ignore[attr-defined]
+        reply = fake._handle(self.path, self.headers, body)
+        payload = json.dumps(reply.body).encode()
+        self.send_response(reply.status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(payload)))
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # keep test output quiet
