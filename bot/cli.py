@@ -28,10 +28,13 @@ def main(argv: list[str] | None = None) -> int:
     db_sub.add_parser("upgrade", help="apply migrations")
     args = parser.parse_args(argv)
 
+    # The shell's output is the answers; only warnings belong between them.
+    default_level = "WARNING" if args.command == "shell" else "INFO"
     logging.basicConfig(
-        level=os.environ.get("LOG_LEVEL", "INFO").upper(),
+        level=os.environ.get("LOG_LEVEL", default_level).upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     if args.command == "catalog":
         return check_catalog(args.file)
     # Imported late: `catalog check` must work without touching the database.

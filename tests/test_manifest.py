@@ -68,8 +68,11 @@ def _errors(manifest: dict[str, Any]) -> list[str]:
 @pytest.fixture(scope="module")
 def schema_dir() -> Path:
     path = _schema_dir()
-    if not (path / "manifest.schema.json").is_file():
-        pytest.skip(f"Slack's manifest schema is not at {path}; set INTEG_SHARED_DIR")
+    # A missing schema is a broken checkout, not a reason to pass quietly.
+    assert (path / "manifest.schema.json").is_file(), (
+        f"Slack's manifest schema is not at {path}; put shared/ beside the repository "
+        "or set INTEG_SHARED_DIR"
+    )
     return path
 
 

@@ -10,14 +10,28 @@ from commands.render.blocks import Block
 
 _LINK = re.compile(r"<([^<>|]+)\|([^<>]+)>")
 _BARE = re.compile(r"<([@#!]?)([^<>|]+)>")
+_BOLD = re.compile(r"(?<![\w*])\*([^*\n]+)\*(?![\w*])")
+_EMOJI = {
+    ":large_green_circle:": "●",
+    ":red_circle:": "✖",
+    ":no_bell:": "🔕",
+    ":rotating_light:": "!",
+    ":book:": "",
+    ":warning:": "!",
+}
+_EMOJI_CODE = re.compile(r":[a-z0-9_+-]+:")
 
 
 def to_plain(mrkdwn: str) -> str:
+    """Readable console text: links as `label (url)`, mentions as @id, no bold markers."""
     text = _LINK.sub(
-        lambda m: f"{m.group(2)} ({m.group(1)})" if m.group(1) != m.group(2) else m.group(1), mrkdwn
+        lambda m: m.group(1) if m.group(1) == m.group(2) else f"{m.group(2)} ({m.group(1)})",
+        mrkdwn,
     )
     text = _BARE.sub(lambda m: (m.group(1) if m.group(1) in "@#" else "") + m.group(2), text)
-    return html.unescape(text)
+    text = _BOLD.sub(r"\1", text)
+    text = _EMOJI_CODE.sub(lambda m: _EMOJI.get(m.group(0), m.group(0)), text)
+    return html.unescape(text).strip()
 
 
 def _text_of(obj: dict[str, Any] | None) -> str:
