@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import signal
+import threading
+from types import FrameType
 
 import uvicorn
 from slack_sdk.errors import SlackApiError
@@ -35,6 +38,13 @@ def check_token(runtime: Runtime) -> None:
     log.info("connected to Slack workspace %s as %s", identity.get("team"), identity.get("user"))
 
 
+def _exit_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again; with the
+    # default handler that kills the process before `finally` below closes the scheduler,
+    # Socket Mode and the database. Exiting normally lets it run (`docker stop` sends this).
+    raise SystemExit(0)
+
+
 def serve(settings: Settings, host: str, port: int) -> int:
     runtime = build_runtime(settings)
     socket_handler = None
@@ -52,6 +62,8 @@ def serve(settings: Settings, host: str, port: int) -> int:
             socket_handler.connect()
             log.info("Socket Mode connected")
         runtime.start_scheduler()
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _exit_on_sigterm)
         log.info("serving on http://%s:%d (catalog %s)", host, port, settings.catalog_path)
         uvicorn.run(
             runtime.http_app,

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 BUNDLED_CATALOG = Path(__file__).resolve().parent.parent / "examples" / "catalog.yml"
 
@@ -22,6 +22,20 @@ class SettingsError(Exception):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # `load_settings` hands the environment in. BaseSettings would otherwise fill every
+        # field not given from os.environ as well, so a SLACK_BOT_TOKEN in the shell would leak
+        # into an environment a test (or a caller) built on purpose.
+        return (init_settings,)
+
     slack_bot_token: str | None = None
     slack_signing_secret: str | None = None
     slack_app_token: str | None = None
@@ -30,8 +44,9 @@ class Settings(BaseSettings):
     integ_catalog: Path | None = None
     integ_webhook_token: str | None = None
     integ_fallback_channel: str | None = None
-    integ_tick_seconds: float = Field(default=30, gt=0)
-    integ_status_poll_seconds: float = Field(default=300, gt=0)
+    # inf would pass gt=0 and then crash the scheduler at start-up with a traceback.
+    integ_tick_seconds: float = Field(default=30, gt=0, allow_inf_nan=False)
+    integ_status_poll_seconds: float = Field(default=300, gt=0, allow_inf_nan=False)
     integ_digest_channel: str | None = None
     port: int = Field(default=3000, ge=1, le=65535)
 
@@ -42,6 +57,7 @@ class Settings(BaseSettings):
         "integ_webhook_token",
         "integ_fallback_channel",
         "integ_digest_channel",
+        "integ_catalog",
         mode="before",
     )
     @classmethod

@@ -216,15 +216,25 @@ def parse_catalog(raw: bytes | str, filename: str = "catalog.yml") -> Catalog:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise CatalogInvalid([CatalogError(filename, 0, "(file)", f"not UTF-8: {exc}")]) from None
+        # Point at the line holding the first bad byte, so an editor can jump to it.
+        bad_line = data[: exc.start].count(b"\n") + 1
+        raise CatalogInvalid(
+            [CatalogError(filename, bad_line, "(file)", f"not UTF-8: {exc}")]
+        ) from None
     lines: dict[tuple[Any, ...], int] = {}
     errors: list[CatalogError] = []
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 0
         problem = getattr(exc, "problem", None) or str(exc)
+        context_mark = getattr(exc, "context_mark", None)
+        if mark is not None and context_mark is not None and not text[mark.index :].strip():
+            # An unclosed quote or bracket is only noticed at the end of the file; the line
+            # where it was opened is the one to fix.
+            mark = context_mark
+            problem = f"{problem} ({getattr(exc, 'context', None) or 'unclosed'})"
+        line = mark.line + 1 if mark is not None else 0
         raise CatalogInvalid([CatalogError(filename, line, "(yaml)", str(problem))]) from None
     if node is None:
         value: Any = {}

@@ -63,6 +63,8 @@ def resolve_integration(
         here = queries.integrations_in_channel(session, name)
         if len(here) == 1:
             return here[0]
+        if here:  # several post there: each is what might have been meant
+            return not_found("integration", name, verb, [i.id for i in here])
     candidates = [Candidate(i.id, i.name) for i in queries.integrations(session)]
     match, suggestions = find(name, candidates)
     if match is not None:
@@ -302,6 +304,13 @@ def support_reply(session: Session, inv: Invocation, name: str) -> Reply:
         name = resolved.id
     integ = queries.integration(session, name.lower())
     system = queries.system(session, name.lower()) if integ is None else None
+    if integ is None and system is None and re.fullmatch(r"[CG][A-Z0-9]{2,}", name):
+        # A channel link, as for the other verbs: the integration posting there.
+        here = queries.integrations_in_channel(session, name)
+        if len(here) == 1:
+            integ = here[0]
+        elif here:
+            return not_found("integration", name, "support", [i.id for i in here])
     if integ is None and system is None:
         candidates = [Candidate(i.id, i.name) for i in queries.integrations(session)]
         candidates += [Candidate(s.id, s.name) for s in queries.systems(session)]

@@ -74,7 +74,9 @@ def _normalise(text: str) -> str:
     # A channel link `<#C123|integ-crm>` typed as the argument stands for the channel's id,
     # which lookups resolve to the integration posting there.
     plain = from_slack(CHANNEL_LINK.sub(lambda m: m.group(1), text))
-    return " ".join(plain.replace("\u00a0", " ").split())
+    # PostgreSQL refuses NUL in any text parameter, so a name holding one would fail the
+    # lookup instead of answering "no integration called …".
+    return " ".join(plain.replace("\u00a0", " ").replace("\x00", " ").split())
 
 
 def _first_word_or_all(verb: str, args: str) -> str:

@@ -121,8 +121,14 @@ class RunningServer:
 
 def start_server(runtime: Runtime) -> RunningServer:
     """Run the real ASGI app under uvicorn on a free loopback port, in a thread."""
-    config = uvicorn.Config(runtime.http_app, host="127.0.0.1", port=0, log_level="warning",
-                            access_log=False, lifespan="off")
+    config = uvicorn.Config(
+        runtime.http_app,
+        host="127.0.0.1",
+        port=0,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -10,8 +10,17 @@ REPO = Path(__file__).resolve().parent.parent
 
 FORBIDDEN = {
     "commands": {"bot", "slack_bolt", "slack_sdk", "starlette", "uvicorn", "httpx", "apscheduler"},
-    "storage": {"bot", "commands", "slack_bolt", "slack_sdk", "starlette", "uvicorn", "httpx",
-                "apscheduler", "jinja2"},
+    "storage": {
+        "bot",
+        "commands",
+        "slack_bolt",
+        "slack_sdk",
+        "starlette",
+        "uvicorn",
+        "httpx",
+        "apscheduler",
+        "jinja2",
+    },
 }
 
 
