@@ -171,6 +171,12 @@ class CatalogSpec(_Strict):
     systems: list[SystemSpec] = Field(default_factory=list)
     integrations: list[IntegrationSpec] = Field(default_factory=list)
 
+    @field_validator("systems", "integrations", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        # `integrations:` with nothing under it is YAML null: an empty list, not an error.
+        return [] if value is None else value
+
 
 @dataclass(frozen=True)
 class CatalogError:

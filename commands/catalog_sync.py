@@ -104,6 +104,9 @@ def sync_catalog(session: Session, catalog: Catalog, path: str, now: datetime) -
             row.removed_at = now
 
     result = SyncResult(added, updated, removed, restored)
+    if result.summary() == "no changes" and last_accepted_sha(session) == catalog.sha256:
+        # A restart, or a second process, re-reading the same file is not worth a row.
+        return result
     session.add(
         CatalogLoad(
             loaded_at=now,

@@ -11,6 +11,7 @@ import pytest
 import yaml
 from sqlalchemy import func, select
 
+from commands.catalog import parse_catalog
 from commands.replies import Invocation
 from commands.router import handle
 from storage.db import transaction
@@ -292,3 +293,18 @@ def test_an_unchanged_file_is_not_synced_again(runtime, catalog_path, clock):
     assert runtime.watcher.check() is False
     runtime.tick()
     assert len(catalog_loads(runtime)) == 1
+
+
+def test_a_restart_with_the_same_catalog_records_no_new_load(database_url, tmp_path, make_runtime):
+    catalog = tmp_path / "catalog.yml"
+    catalog.write_bytes(EXAMPLE_CATALOG.read_bytes())
+    settings = make_settings(database_url, catalog=catalog)
+    first = make_runtime(settings)
+    assert len(catalog_loads(first)) == 1
+    second = make_runtime(settings)
+    assert len(catalog_loads(second)) == 1
+
+
+def test_an_empty_integrations_key_is_an_empty_catalog_not_an_error():
+    catalog = parse_catalog("systems:\nintegrations:\n")
+    assert catalog.integrations == {} and catalog.systems == {}
