@@ -34,7 +34,9 @@ def main(argv: list[str] | None = None) -> int:
         level=os.environ.get("LOG_LEVEL", default_level).upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    # Both log every migration step and every tick at INFO: noise in the bot's own log.
+    for chatty in ("alembic", "apscheduler"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     if args.command == "catalog":
         return check_catalog(args.file)
     # Imported late: `catalog check` must work without touching the database.
