@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 from collections.abc import Callable
@@ -72,6 +73,9 @@ class CatalogWatcher:
                 if attempt == 2:
                     raise
         self.catalog = catalog
+        # The YAML node tree of a large catalog is tens of MB of small objects; collect it
+        # now rather than whenever the allocator next gets round to it.
+        gc.collect()
         metrics.CATALOG_LOADS.labels("accepted").inc()
         metrics.INTEGRATIONS.set(len(catalog.integrations))
         log.info(

@@ -11,6 +11,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+import anyio.to_thread
+from anyio import CapacityLimiter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from slack_bolt import App, BoltRequest
 from sqlalchemy import text
@@ -26,6 +28,9 @@ from bot.deps import Deps
 log = logging.getLogger(__name__)
 
 MAX_BODY = 1024 * 1024  # 1 MiB: Slack's payloads are far smaller; hooks share the limit.
+# Python runs one thread at a time; twenty handlers taking turns on the GIL each finish
+# later than if a few run and the rest wait, so Slack work gets a small pool of its own.
+SLACK_WORKERS = 2
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -61,6 +66,8 @@ def _measured(name: str, endpoint: Endpoint) -> Endpoint:
 
 
 def build_http_app(deps: Deps, bolt: App | None, *, socket_mode_only: bool = False) -> Starlette:
+    slack_limiter = CapacityLimiter(SLACK_WORKERS)
+
     async def slack_events(request: Request) -> Response:
         if bolt is None:
             return JSONResponse(
@@ -84,7 +91,9 @@ def build_http_app(deps: Deps, bolt: App | None, *, socket_mode_only: bool = Fal
             query=request.url.query,
             headers={k: request.headers.getlist(k) for k in request.headers.keys()},
         )
-        bolt_response = await run_in_threadpool(bolt.dispatch, bolt_request)
+        bolt_response = await anyio.to_thread.run_sync(
+            bolt.dispatch, bolt_request, limiter=slack_limiter
+        )
         return Response(
             content=bolt_response.body,
             status_code=bolt_response.status,

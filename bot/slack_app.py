@@ -39,6 +39,10 @@ def build_bolt_app(deps: Deps) -> App:
         # auth.test at construction would make start-up fail whenever Slack is slow;
         # the token is checked by `serve` with a clear message instead.
         token_verification_enabled=False,
+        # Listeners do their (short) work before ack(). Without this, Bolt runs each one on
+        # a second thread pool and polls for the ack every 10 ms, which doubled the latency
+        # of `/integ status` (bench/README.md, findings).
+        process_before_response=True,
         logger=logging.getLogger("slack_bolt"),
     )
     register_all(app, deps)

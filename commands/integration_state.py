@@ -70,16 +70,18 @@ def health(open_alerts: int, silenced: bool) -> Health:
 
 
 def state_of(session: Session, integ: Integration, now: datetime) -> State:
-    alerts = queries.open_alerts(session, integ.id, limit=1)
-    count = queries.open_alert_count(session, integ.id) if alerts else 0
-    silence = queries.active_silence(session, integ.id, now)
-    last = queries.last_review(session, integ.id)
-    last_at = last.reviewed_at if last is not None else None
+    summary = queries.integration_summary(session, integ.id, now)
+    latest = (
+        session.get(Alert, summary.latest_open_alert_id)
+        if summary.latest_open_alert_id is not None
+        else None
+    )
+    silence = session.get(Silence, summary.silence_id) if summary.silence_id is not None else None
     return State(
-        health=health(count, silence is not None),
-        open_alerts=count,
-        latest_alert=alerts[0] if alerts else None,
+        health=health(summary.open_alerts, silence is not None),
+        open_alerts=summary.open_alerts,
+        latest_alert=latest,
         silence=silence,
-        review_due=review_due(integ, last_at),
-        last_reviewed=last_at,
+        review_due=review_due(integ, summary.last_reviewed_at),
+        last_reviewed=summary.last_reviewed_at,
     )

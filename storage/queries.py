@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from storage.models import Alert, AlertStatus, Integration, Review, Silence, System
@@ -118,3 +119,47 @@ def last_reviews(session: Session) -> dict[str, datetime]:
         select(Review.integration_id, func.max(Review.reviewed_at)).group_by(Review.integration_id)
     ).all()
     return {integration_id: at for integration_id, at in rows}
+
+
+@dataclass(frozen=True)
+class IntegrationSummary:
+    open_alerts: int
+    latest_open_alert_id: int | None
+    silence_id: int | None
+    last_reviewed_at: datetime | None
+
+
+def _summary_statement() -> Select[tuple[int, int | None, int | None, datetime | None]]:
+    name = bindparam("integration_id")
+    now = bindparam("now", type_=Silence.__table__.c.starts_at.type)
+    open_alert = (Alert.integration_name == name) & Alert.status.in_(OPEN_STATUSES)
+    return select(
+        select(func.count()).select_from(Alert).where(open_alert).scalar_subquery(),
+        select(Alert.id)
+        .where(open_alert)
+        .order_by(Alert.last_seen_at.desc())
+        .limit(1)
+        .scalar_subquery(),
+        select(Silence.id)
+        .where(Silence.integration_id == name, Silence.starts_at <= now, Silence.ends_at > now)
+        .order_by(Silence.ends_at.desc())
+        .limit(1)
+        .scalar_subquery(),
+        select(func.max(Review.reviewed_at)).where(Review.integration_id == name).scalar_subquery(),
+    )
+
+
+# Built once: `/integ status` is the hottest path, and building and cache-keying the
+# statement per request cost more than running it (bench/README.md, findings).
+_SUMMARY = _summary_statement()
+
+
+def integration_summary(session: Session, integration_id: str, now: datetime) -> IntegrationSummary:
+    """Open alerts, the latest one, the active silence and the last review, in one trip."""
+    row = session.execute(_SUMMARY, {"integration_id": integration_id, "now": now}).one()
+    last_reviewed = row[3]
+    if isinstance(last_reviewed, str):  # SQLite returns max() of a datetime as text
+        last_reviewed = datetime.fromisoformat(last_reviewed)
+    if last_reviewed is not None and last_reviewed.tzinfo is None:
+        last_reviewed = last_reviewed.replace(tzinfo=UTC)
+    return IntegrationSummary(row[0] or 0, row[1], row[2], last_reviewed)

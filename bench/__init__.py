@@ -1,0 +1,1 @@
+"""Benchmarks for integ-bot. `make bench` runs `python -m bench.status_latency`."""
