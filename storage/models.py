@@ -11,7 +11,17 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, MetaData, String, Text
+from sqlalchemy import (
+    JSON,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from storage.types import UTCDateTime
@@ -93,7 +103,10 @@ class Alert(Base):
         # `/integ status` asks "is anything open for this integration"; this index answers
         # it without scanning the resolved history, which grows without bound.
         Index("ix_alerts_integration_status", "integration_name", "status"),
-        Index("ix_alerts_integration_key", "integration_name", "key"),
+        # One row per (integration, key) for ever: repeats count up, a resolved alert that
+        # fires again reopens the same row. The constraint is what stops two processes
+        # from creating it twice.
+        UniqueConstraint("integration_name", "key", name="uq_alerts_integration_key"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -118,6 +131,8 @@ class Alert(Base):
     root_cause_note: Mapped[str | None] = mapped_column(Text)
     channel: Mapped[str | None] = mapped_column(String(64))
     message_ts: Mapped[str | None] = mapped_column(String(32))
+    labels: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    escalated_at: Mapped[datetime | None]
 
 
 class AlertTransition(Base):
@@ -156,3 +171,72 @@ class Review(Base):
     reviewed_by: Mapped[str] = mapped_column(String(64))
     answers: Mapped[dict[str, Any]] = mapped_column(default=dict)
     notes: Mapped[str | None] = mapped_column(Text)
+
+
+class ReceivedEvent(Base):
+    """Every hook request as received, committed before the 202: the promise that nothing
+    acknowledged to a sender is ever lost, and the record to replay from."""
+
+    __tablename__ = "received_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    received_at: Mapped[datetime]
+    source: Mapped[str] = mapped_column(String(20))
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    alerts: Mapped[int] = mapped_column(default=0)
+
+
+class OutboxStatus(enum.StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class OutboxMessage(Base):
+    """One intended Slack write. The worker claims it, sends it, records each attempt.
+
+    A row is claimed with a conditional UPDATE that must change exactly one row, so two
+    workers (or two processes) never send the same message.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_status_due", "status", "due_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime]
+    due_at: Mapped[datetime]
+    # post: a new message; update: chat.update of the alert's message; reply: in its thread.
+    kind: Mapped[str] = mapped_column(String(10))
+    channel: Mapped[str] = mapped_column(String(64))
+    alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id"), index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(10), default=OutboxStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(default=0)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_until: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+    result_ts: Mapped[str | None] = mapped_column(String(32))
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class OutboxAttempt(Base):
+    __tablename__ = "outbox_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("outbox.id"), index=True)
+    at: Mapped[datetime]
+    ok: Mapped[bool]
+    http_status: Mapped[int | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    retry_after: Mapped[float | None]
+    worker: Mapped[str | None] = mapped_column(String(64))
+
+
+class ChannelPace(Base):
+    """When each channel may next be written to: Slack allows about one message a second
+    per channel, and a 429's Retry-After applies to every process."""
+
+    __tablename__ = "channel_pace"
+
+    channel: Mapped[str] = mapped_column(String(64), primary_key=True)
+    next_at: Mapped[datetime]
