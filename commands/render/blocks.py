@@ -74,3 +74,8 @@ def cap_blocks(blocks: list[Block], note: str) -> list[Block]:
     if len(blocks) <= MAX_BLOCKS:
         return blocks
     return [*blocks[: MAX_BLOCKS - 1], context(note)]
+
+
+def truncate_text(text: str, limit: int = FALLBACK_TEXT) -> str:
+    """The top-level `text` of a message (its notification), cut to what Slack shows."""
+    return truncate(text, limit)
