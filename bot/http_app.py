@@ -24,34 +24,16 @@ from starlette.routing import Route
 
 from bot import metrics
 from bot.deps import Deps
+from bot.hooks import make_hook_endpoint
+from bot.request_body import BodyTooLarge, read_body
 
 log = logging.getLogger(__name__)
 
-MAX_BODY = 1024 * 1024  # 1 MiB: Slack's payloads are far smaller; hooks share the limit.
 # Python runs one thread at a time; twenty handlers taking turns on the GIL each finish
 # later than if a few run and the rest wait, so Slack work gets a small pool of its own.
 SLACK_WORKERS = 2
 
 Endpoint = Callable[[Request], Awaitable[Response]]
-
-
-class BodyTooLarge(Exception):
-    pass
-
-
-async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
-    """The request body, refusing to buffer more than `limit` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _measured(name: str, endpoint: Endpoint) -> Endpoint:
@@ -65,7 +47,13 @@ def _measured(name: str, endpoint: Endpoint) -> Endpoint:
     return wrapper
 
 
-def build_http_app(deps: Deps, bolt: App | None, *, socket_mode_only: bool = False) -> Starlette:
+def build_http_app(
+    deps: Deps,
+    bolt: App | None,
+    *,
+    socket_mode_only: bool = False,
+    notify_outbox: Callable[[], None] = lambda: None,
+) -> Starlette:
     slack_limiter = CapacityLimiter(SLACK_WORKERS)
 
     async def slack_events(request: Request) -> Response:
@@ -123,4 +111,9 @@ def build_http_app(deps: Deps, bolt: App | None, *, socket_mode_only: bool = Fal
         Route("/healthz", _measured("healthz", healthz), methods=["GET", "HEAD"]),
         Route("/metrics", prometheus, methods=["GET"]),
     ]
+    for source in ("generic", "alertmanager", "grafana"):
+        endpoint = make_hook_endpoint(deps, source, notify_outbox)
+        routes.append(
+            Route(f"/hooks/{source}", _measured(f"hooks_{source}", endpoint), methods=["POST"])
+        )
     return Starlette(routes=routes)

@@ -16,3 +16,4 @@ HTTP_LATENCY = Histogram(
 COMMANDS = Counter("integ_commands_total", "Slash commands answered", ["verb"])
 CATALOG_LOADS = Counter("integ_catalog_loads_total", "Catalog loads", ["result"])
 INTEGRATIONS = Gauge("integ_integrations", "Integrations in the catalog")
+HOOK_EVENTS = Counter("integ_hook_alerts_total", "Alerts received through hooks", ["source"])
