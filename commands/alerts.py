@@ -95,14 +95,14 @@ def _apply(
         alert.last_seen_at = now
         _transition(session, alert, previous, RESOLVED, now, None, "resolved by its source")
         result.resolved += 1
-        _queue_change(session, alert, now, ":white_check_mark: Resolved by its source.")
+        queue_change(session, alert, now, ":white_check_mark: Resolved by its source.")
         return
 
     _refresh(alert, event, now)
     if alert.status in OPEN:
         alert.count += 1
         result.repeated += 1
-        _queue_change(session, alert, now, None)
+        queue_change(session, alert, now, None)
         return
     # Fired again after being resolved: the same alert reopens, its history intact.
     alert.count += 1
@@ -116,7 +116,7 @@ def _apply(
     if alert.message_ts is None:
         _queue_post(session, alert, integ, now, fallback_channel)
     else:
-        _queue_change(session, alert, now, ":leftwards_arrow_with_hook: Fired again; reopened.")
+        queue_change(session, alert, now, ":leftwards_arrow_with_hook: Fired again; reopened.")
 
 
 def _locked_alert(session: Session, name: str, key: str) -> Alert | None:
@@ -216,7 +216,7 @@ def _queue_post(
     outbox.enqueue(session, kind=outbox.POST, channel=channel, now=now, alert_id=alert.id)
 
 
-def _queue_change(session: Session, alert: Alert, now: datetime, note: str | None) -> None:
+def queue_change(session: Session, alert: Alert, now: datetime, note: str | None) -> None:
     """Update the alert's message in place, and say what happened in its thread."""
     channel = alert.channel or _pending_post_channel(session, alert)
     if channel is None:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session
 
-from commands import lookups
+from commands import alert_actions, lookups
 from commands.matching import Candidate, find
 from commands.render import blocks as bk
 from commands.render.mrkdwn import CHANNEL_LINK, escape, from_slack
@@ -25,14 +25,14 @@ HANDLERS: dict[str, Handler] = {
     "runbook": lookups.runbook_reply,
     "info": lookups.info_reply,
     "support": lookups.support_reply,
+    "alerts": alert_actions.alerts_reply,
+    "ack": alert_actions.ack_reply,
+    "resolve": alert_actions.resolve_reply,
+    "silence": alert_actions.silence_reply,
 }
 
 # Verbs of the contract that later releases bring; named so they are not "unknown".
 PLANNED = {
-    "alerts",
-    "ack",
-    "resolve",
-    "silence",
     "log",
     "changes",
     "reviews",
@@ -81,7 +81,7 @@ def _normalise(text: str) -> str:
 
 def _first_word_or_all(verb: str, args: str) -> str:
     # Names are single words; `list` takes free text to filter on.
-    if verb == "list":
+    if verb in ("list", "resolve", "silence"):
         return args
     return args.split()[0] if args else ""
 
