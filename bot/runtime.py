@@ -16,6 +16,7 @@ from starlette.applications import Starlette
 from bot.catalog_watcher import CatalogWatcher
 from bot.deps import Deps, utcnow
 from bot.http_app import build_http_app
+from bot.outbox_worker import OutboxWorker, build_sender, default_worker_id
 from bot.settings import Settings
 from bot.slack_app import build_bolt_app
 from storage.db import make_engine, make_session_factory
@@ -36,6 +37,8 @@ class Runtime:
     bolt: App | None
     http_app: Starlette
     scheduler: BackgroundScheduler | None = None
+    # Sends every Slack write queued in the outbox (prints them in local mode).
+    outbox: OutboxWorker | None = None
 
     def tick(self) -> None:
         """Scheduled work looked for on each wake-up; later features add theirs here."""
@@ -53,10 +56,19 @@ class Runtime:
         )
         scheduler.start()
         self.scheduler = scheduler
+        self.start_workers()
+
+    def start_workers(self) -> None:
+        """Threads that run continuously rather than on ticks: the outbox sender."""
+        if self.outbox is not None:
+            self.outbox.start()
 
     def close(self) -> None:
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
+        if self.outbox is not None:
+            # Before the engine goes: a send in flight is still recorded.
+            self.outbox.stop()
         self.engine.dispose()
 
 
@@ -77,7 +89,11 @@ def build_runtime(settings: Settings, clock: Callable[[], datetime] = utcnow) ->
     deps = Deps(settings=settings, sessions=make_session_factory(engine), clock=clock)
     watcher = CatalogWatcher(settings.catalog_path, deps.sessions, clock)
     watcher.check()
-    bolt = build_bolt_app(deps) if not settings.local_mode else None
+    outbox = OutboxWorker(deps, build_sender(settings), worker_id=default_worker_id())
+    bolt = build_bolt_app(deps, outbox.notify) if not settings.local_mode else None
     socket_only = bool(settings.slack_app_token) and not settings.slack_signing_secret
-    http_app = build_http_app(deps, bolt, socket_mode_only=socket_only)
-    return Runtime(deps=deps, engine=engine, watcher=watcher, bolt=bolt, http_app=http_app)
+    # Hooks commit, then wake the worker, so an alert reaches Slack without waiting a poll.
+    http_app = build_http_app(deps, bolt, socket_mode_only=socket_only, notify_outbox=outbox.notify)
+    return Runtime(
+        deps=deps, engine=engine, watcher=watcher, bolt=bolt, http_app=http_app, outbox=outbox
+    )

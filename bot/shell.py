@@ -7,7 +7,7 @@ import sys
 
 from bot.deps import Deps
 from bot.listeners.slash_commands import answer
-from bot.runtime import build_runtime
+from bot.runtime import Runtime, build_runtime
 from bot.settings import Settings
 from commands.render.plain import blocks_to_text
 
@@ -20,6 +20,7 @@ def run_shell(settings: Settings, line: str | None = None) -> int:
     try:
         if line is not None:
             print(respond(runtime.deps, line))
+            deliver(runtime)
             return 0
         interactive = sys.stdin.isatty()
         if interactive:
@@ -35,8 +36,16 @@ def run_shell(settings: Settings, line: str | None = None) -> int:
                 return 0
             if typed:
                 print(respond(runtime.deps, typed), flush=True)
+                deliver(runtime)
     finally:
         runtime.close()
+
+
+def deliver(runtime: Runtime) -> None:
+    """Print what the command queued for Slack (local mode), as the server's worker would."""
+    if runtime.outbox is not None:
+        while runtime.outbox.run_once():
+            pass
 
 
 def respond(deps: Deps, typed: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from slack_bolt import App
 from slack_sdk import WebClient
@@ -27,7 +28,7 @@ def build_web_client(token: str, base_url: str) -> WebClient:
     )
 
 
-def build_bolt_app(deps: Deps) -> App:
+def build_bolt_app(deps: Deps, notify_outbox: Callable[[], None] = lambda: None) -> App:
     settings = deps.settings
     if settings.slack_bot_token is None:
         raise ValueError("a Bolt app needs SLACK_BOT_TOKEN")
@@ -45,5 +46,5 @@ def build_bolt_app(deps: Deps) -> App:
         process_before_response=True,
         logger=logging.getLogger("slack_bolt"),
     )
-    register_all(app, deps)
+    register_all(app, deps, notify_outbox)
     return app

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -162,3 +164,43 @@ def _actions(
 def thread_note(text: str) -> Reply:
     """A line in the alert's thread; `text` is mrkdwn already escaped by the caller."""
     return Reply(text=text, blocks=[bk.section(text)], ephemeral=False)
+
+
+def resolve_modal(alert: Alert, callback_id: str, causes: Sequence[str]) -> dict[str, Any]:
+    """The modal that resolving from Slack opens: a root cause and a note are required."""
+    options = [{"text": bk.plain(cause, 75), "value": cause} for cause in causes]
+    return {
+        "type": "modal",
+        "callback_id": callback_id,
+        "private_metadata": str(alert.id),
+        "title": bk.plain("Resolve alert", 24),
+        "submit": bk.plain("Resolve", 24),
+        "close": bk.plain("Cancel", 24),
+        "blocks": [
+            bk.section(
+                f"*#{alert.id}* `{escape(alert.integration_name)}`: {escape(alert.summary)}"
+            ),
+            {
+                "type": "input",
+                "block_id": "cause",
+                "label": bk.plain("Root cause", 2000),
+                "element": {
+                    "type": "static_select",
+                    "action_id": "cause",
+                    "placeholder": bk.plain("What was it?", 150),
+                    "options": options,
+                },
+            },
+            {
+                "type": "input",
+                "block_id": "note",
+                "label": bk.plain("What happened and what fixed it", 2000),
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": "note",
+                    "multiline": True,
+                    "max_length": 2900,
+                },
+            },
+        ],
+    }

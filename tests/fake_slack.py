@@ -62,6 +62,7 @@ class _Failure:
     error: str
     retry_after: int
     times: int
+    delay: float = 0.0
 
 
 @dataclass
@@ -198,6 +199,7 @@ class FakeSlack:
         error: str | None = None,
         retry_after: int = 1,
         times: int = 1,
+        delay: float = 0.0,
     ) -> None:
         """Make the next ``times`` calls to ``method`` fail.
 
@@ -206,6 +208,8 @@ class FakeSlack:
         - ``status=500`` (or any 5xx): that status, ``{"ok": false, "error": "internal_error"}``.
         - ``error="channel_not_found"`` alone: HTTP 200 with ``{"ok": false, "error": ...}``,
           the way Slack reports most errors.
+        - ``delay=seconds``: the failure is answered only after that long, so a client with a
+          shorter timeout sees a timeout (the call is recorded when the answer is ready).
         """
         if status is None:
             status = 200 if error else 429
@@ -213,7 +217,13 @@ class FakeSlack:
             error = {200: "fatal_error", 429: "ratelimited"}.get(status, "internal_error")
         with self._cond:
             self._failures.setdefault(method, []).append(
-                _Failure(status=status, error=error, retry_after=retry_after, times=times)
+                _Failure(
+                    status=status,
+                    error=error,
+                    retry_after=retry_after,
+                    times=times,
+                    delay=delay,
+                )
             )
 
     def _take_failure(self, method: str) -> _Failure | None:
@@ -263,6 +273,8 @@ class FakeSlack:
         failure = self._take_failure(label)
         if failure is None:
             return None
+        if failure.delay > 0:
+            time.sleep(failure.delay)  # a server thread per request: others are not held up
         reply = _Reply(failure.status, {"ok": False, "error": failure.error})
         if failure.status == 429:
             reply.headers["Retry-After"] = str(failure.retry_after)
@@ -576,13 +588,16 @@ class _Handler(BaseHTTPRequestHandler):
         fake: FakeSlack = self.server.fake  # type: ignore[attr-defined]
         reply = fake._handle(self.path, self.headers, body)
         payload = json.dumps(reply.body).encode()
-        self.send_response(reply.status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(payload)))
-        for name, value in reply.headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(payload)
+        try:
+            self.send_response(reply.status)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(payload)))
+            for name, value in reply.headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up waiting (a delayed answer after its timeout)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # keep test output quiet

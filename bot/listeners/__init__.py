@@ -1,12 +1,16 @@
-"""Bolt listeners, grouped by kind; each module exposes `register(app, deps)`."""
+"""Bolt listeners, grouped by kind; each module exposes `register(app, deps, …)`."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from slack_bolt import App
 
 from bot.deps import Deps
-from bot.listeners import slash_commands
+from bot.listeners import alert_buttons, slash_commands
 
 
-def register_all(app: App, deps: Deps) -> None:
-    slash_commands.register(app, deps)
+def register_all(app: App, deps: Deps, notify_outbox: Callable[[], None]) -> None:
+    """`notify_outbox` wakes the outbox worker after a listener queued a Slack write."""
+    slash_commands.register(app, deps, notify_outbox)
+    alert_buttons.register(app, deps, notify_outbox)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import Ack, App
@@ -27,7 +28,7 @@ def answer(deps: Deps, text: str, user_id: str, channel_id: str | None) -> Reply
     return reply
 
 
-def register(app: App, deps: Deps) -> None:
+def register(app: App, deps: Deps, notify_outbox: Callable[[], None]) -> None:
     @app.command(wire_ids.SLASH_COMMAND)
     def integ_command(ack: Ack, command: dict[str, Any]) -> None:
         try:
@@ -46,6 +47,7 @@ def register(app: App, deps: Deps) -> None:
                 response_type="ephemeral",
             )
             return
+        notify_outbox()  # ack, resolve and the like queue updates of alert messages
         ack(
             text=reply.text,
             blocks=reply.blocks,
