@@ -19,7 +19,8 @@ from bot.http_app import build_http_app
 from bot.outbox_worker import OutboxWorker, build_sender, default_worker_id
 from bot.settings import Settings
 from bot.slack_app import build_bolt_app
-from storage.db import make_engine, make_session_factory
+from commands.alert_schedule import escalate_due, post_after_silence
+from storage.db import make_engine, make_session_factory, transaction
 from storage.migrate import upgrade
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,11 @@ class Runtime:
     def tick(self) -> None:
         """Scheduled work looked for on each wake-up; later features add theirs here."""
         self.watcher.check()
+        with transaction(self.deps.sessions) as session:
+            now = self.deps.clock()
+            queued = escalate_due(session, now) + post_after_silence(session, now)
+        if queued and self.outbox is not None:
+            self.outbox.notify()
 
     def start_scheduler(self) -> None:
         scheduler = BackgroundScheduler(timezone="UTC")

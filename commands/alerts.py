@@ -212,7 +212,9 @@ def _queue_post(
         )
         return
     if integ is not None and queries.active_silence(session, integ.id, now) is not None:
-        return  # recorded and counted; posted when the silence ends
+        return  # recorded and counted; posted when the silence ends (channel still unset)
+    # A channel on the alert means "its message is posted or on its way".
+    alert.channel = channel
     outbox.enqueue(session, kind=outbox.POST, channel=channel, now=now, alert_id=alert.id)
 
 
