@@ -13,6 +13,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from commands import outbox
 from commands.alerts import queue_change
 from commands.durations import format_duration, parse_duration
 from commands.lookups import LIST_LIMIT, resolve_integration, usage
@@ -135,6 +136,19 @@ def silence(
         )
     )
     until = (now + length).strftime("%Y-%m-%d %H:%M UTC")
+    # The channel sees who silenced it and why: a silence hides failures, so it is never quiet.
+    note = (
+        f":no_bell: {mention(user_id)} silenced alerts for *{escape(integ.name)}* for "
+        f"{format_duration(length)}, until {until}"
+        + (f": {escape(reason.strip())}" if reason.strip() else ".")
+    )
+    outbox.enqueue(
+        session,
+        kind=outbox.MESSAGE,
+        channel=integ.channel,
+        now=now,
+        payload={"text": note, "blocks": [bk.section(note)]},
+    )
     return Outcome(
         True,
         f":no_bell: Alerts for *{escape(integ.name)}* are silenced for {format_duration(length)}"

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from commands.render import blocks as bk
-from commands.render.mrkdwn import escape, mention
+from commands.render.mrkdwn import escape, mention, truncate
 from commands.render.text import render
 from commands.replies import Reply
 from storage import queries
@@ -98,7 +98,7 @@ def render_alert(
         facts.append(f"Alert #{alert.id}")
     blocks.append(bk.context(*facts))
     if alert.details:
-        blocks.append(bk.section(escape(alert.details)[:DETAILS_LIMIT] or " "))
+        blocks.append(bk.section(truncate(escape(alert.details), DETAILS_LIMIT)))
     state = render("alert_state.j2", alert=alert)
     lines = [state]
     if integ is not None and not resolved:

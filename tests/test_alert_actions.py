@@ -86,7 +86,12 @@ def test_silence_holds_back_posts_but_still_records_and_counts(slack_server):
     fire(slack_server)
     [alert] = stored(slack_server, Alert)
     assert alert.count == 2
-    assert stored(slack_server, OutboxMessage) == []
+    # The channel is told of the silence once; the alerts themselves are not posted.
+    [told] = stored(slack_server, OutboxMessage)
+    assert (told.kind, told.channel, told.alert_id) == ("message", "C0INTEG01", None)
+    assert told.payload["text"].startswith(
+        ":no_bell: <@U0OWNER01> silenced alerts for *Slate to Banner admissions* for 2h"
+    )
     assert "is *silenced*" in json.dumps(command_json(slack_server, "status crm"))
 
 

@@ -79,13 +79,13 @@ def test_alerts_held_by_a_silence_are_posted_when_it_ends(database_url, make_run
     fire(runtime)
     fire(runtime)
     runtime.tick()
-    assert queued(runtime) == []
+    assert queued(runtime, "post") == []
     assert alert(runtime).count == 2
     clock.now += timedelta(minutes=61)
     runtime.tick()
     runtime.tick()
-    [post] = queued(runtime)
-    assert (post.kind, post.channel) == ("post", "C0INTEG01")
+    [post] = queued(runtime, "post")
+    assert post.channel == "C0INTEG01"
 
 
 def test_the_third_firing_in_thirty_days_asks_for_a_root_cause_analysis(

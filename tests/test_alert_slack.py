@@ -3,13 +3,19 @@ Web API; buttons and the resolve modal, sent as Slack sends them, change it in p
 
 import json
 from datetime import timedelta
+from pathlib import Path
 
 from sqlalchemy import select
 
 from bot import wire_ids
 from storage.models import Alert, AlertTransition
-from tests.conftest import WEBHOOK_TOKEN
-from tests.slack_signing import interactive_body, load_payload, signed_headers
+from tests.conftest import BOT_TOKEN, WEBHOOK_TOKEN, make_settings, start_server, stop_server
+from tests.slack_signing import (
+    SIGNING_SECRET,
+    interactive_body,
+    load_payload,
+    signed_headers,
+)
 
 AUTH = {"Authorization": f"Bearer {WEBHOOK_TOKEN}", "Content-Type": "application/json"}
 FIRING = {
@@ -179,3 +185,74 @@ def test_rate_limits_and_server_errors_delay_but_never_lose_or_duplicate(
     ok_posts = [c for c in fake_slack.calls_to("chat.postMessage") if c.ok]
     assert len(ok_posts) == 1
     assert the_alert(slack_server).message_ts == ok_posts[0].response["ts"]
+
+
+PAYLOADS = Path(__file__).parent / "payloads"
+
+
+def post_file(server, path, name):
+    with server.client() as client:
+        headers = {**AUTH}
+        return client.post(path, content=(PAYLOADS / name).read_bytes(), headers=headers)
+
+
+def test_alertmanager_and_grafana_payloads_reach_slack_as_one_message_per_alert(
+    slack_server, fake_slack
+):
+    assert (
+        post_file(slack_server, "/hooks/alertmanager", "alertmanager_firing.json").json()["opened"]
+        == 2
+    )
+    assert post_file(slack_server, "/hooks/grafana", "grafana_firing.json").json()["opened"] == 2
+    # Alertmanager repeats a group until it resolves: no new messages for that.
+    post_file(slack_server, "/hooks/alertmanager", "alertmanager_firing.json")
+    deliver(slack_server)
+    posts = [c for c in fake_slack.calls_to("chat.postMessage") if not c.args.get("thread_ts")]
+    channels = sorted(c.args["channel"] for c in posts)
+    assert len(posts) == 4
+    assert channels.count("C0INTEG01") == 2  # both crm alerts
+    post_file(slack_server, "/hooks/alertmanager", "alertmanager_resolved.json")
+    deliver(slack_server)
+    with slack_server.runtime.deps.sessions() as session:
+        statuses = {
+            a.key: a.status
+            for a in session.scalars(select(Alert).where(Alert.integration_name == "crm"))
+        }
+    assert set(statuses.values()) == {"resolved"}
+    replies = [c for c in fake_slack.calls_to("chat.postMessage") if c.args.get("thread_ts")]
+    assert any("Resolved by its source" in r.args["text"] for r in replies)
+
+
+def test_an_unknown_integration_goes_to_the_fallback_channel_saying_which_name(
+    database_url, fake_slack, make_runtime
+):
+    settings = make_settings(
+        database_url,
+        SLACK_BOT_TOKEN=BOT_TOKEN,
+        SLACK_SIGNING_SECRET=SIGNING_SECRET,
+        SLACK_API_URL=fake_slack.url,
+        INTEG_FALLBACK_CHANNEL="C0FALLBACK",
+    )
+    server = start_server(make_runtime(settings))
+    try:
+        fire(server, {**FIRING, "integration": "Payroll-Export"})
+        deliver(server)
+    finally:
+        stop_server(server)
+    [post] = fake_slack.calls_to("chat.postMessage")
+    assert post.args["channel"] == "C0FALLBACK"
+    assert "unknown integration `payroll-export`" in json.dumps(post.args["blocks"])
+
+
+def test_hooks_answer_503_and_say_why_when_no_webhook_token_is_configured(
+    database_url, make_runtime
+):
+    settings = make_settings(database_url, INTEG_WEBHOOK_TOKEN="")
+    server = start_server(make_runtime(settings))
+    try:
+        with server.client() as client:
+            response = client.post("/hooks/generic", json=FIRING, headers=AUTH)
+    finally:
+        stop_server(server)
+    assert response.status_code == 503
+    assert "INTEG_WEBHOOK_TOKEN" in response.json()["error"]
