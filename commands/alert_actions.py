@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from commands import outbox
@@ -35,7 +35,7 @@ class Outcome:
     message: str  # mrkdwn for the person who acted, shown only to them
 
 
-def _locked(session: Session, alert_id: int) -> Alert | None:
+def _current(session: Session, alert_id: int) -> Alert | None:
     return session.scalars(
         select(Alert)
         .where(Alert.id == alert_id)
@@ -44,35 +44,65 @@ def _locked(session: Session, alert_id: int) -> Alert | None:
     ).first()
 
 
-def _record(
-    session: Session, alert: Alert, to_status: str, actor: str, now: datetime, reason: str
-) -> None:
+def _move(
+    session: Session,
+    alert: Alert,
+    to_status: str,
+    actor: str,
+    now: datetime,
+    reason: str,
+    **values: object,
+) -> bool:
+    """Compare-and-set the alert's status from what was read; True if this call moved it.
+
+    The row lock above serialises PostgreSQL; SQLite reads outside the write lock, so two
+    threads can both read "firing". The conditional UPDATE lets exactly one of them win,
+    and only the winner records a transition.
+    """
+    from_status = alert.status
+    moved = session.execute(
+        update(Alert)
+        .where(Alert.id == alert.id, Alert.status == from_status)
+        .values(status=to_status, **values)
+        .execution_options(synchronize_session=False)
+    )
+    if moved.rowcount != 1:
+        return False
     session.add(
         AlertTransition(
             alert_id=alert.id,
             at=now,
             actor=actor,
-            from_status=alert.status,
+            from_status=from_status,
             to_status=to_status,
             reason=reason,
         )
     )
-    alert.status = to_status
+    session.refresh(alert)
+    return True
 
 
 def acknowledge(session: Session, alert_id: int, user_id: str, now: datetime) -> Outcome:
-    alert = _locked(session, alert_id)
+    alert = _current(session, alert_id)
     if alert is None:
         return Outcome(False, f"There is no alert #{alert_id}.")
-    if alert.status == RESOLVED:
-        who = f" by {mention(alert.resolved_by)}" if alert.resolved_by else ""
-        return Outcome(False, f"Alert #{alert_id} is already resolved{who}.")
-    if alert.status == ACKNOWLEDGED:
+    moved = alert.status == FIRING and _move(
+        session,
+        alert,
+        ACKNOWLEDGED,
+        user_id,
+        now,
+        "acknowledged",
+        acknowledged_at=now,
+        acknowledged_by=user_id,
+    )
+    if not moved:
+        alert = _current(session, alert_id) or alert  # someone may have moved it first
+        if alert.status == RESOLVED:
+            who = f" by {mention(alert.resolved_by)}" if alert.resolved_by else ""
+            return Outcome(False, f"Alert #{alert_id} is already resolved{who}.")
         who = mention(alert.acknowledged_by or "someone")
         return Outcome(False, f"Alert #{alert_id} was already acknowledged by {who}.")
-    _record(session, alert, ACKNOWLEDGED, user_id, now, "acknowledged")
-    alert.acknowledged_at = now
-    alert.acknowledged_by = user_id
     queue_change(session, alert, now, f":eyes: Acknowledged by {mention(user_id)}.")
     return Outcome(True, f"You acknowledged alert #{alert_id}.")
 
@@ -90,16 +120,28 @@ def resolve(
     cause = cause.strip().lower()
     if cause not in ROOT_CAUSES:
         return Outcome(False, f"The root cause must be one of: {', '.join(ROOT_CAUSES)}.")
-    alert = _locked(session, alert_id)
-    if alert is None:
-        return Outcome(False, f"There is no alert #{alert_id}.")
-    if alert.status == RESOLVED:
-        return Outcome(False, f"Alert #{alert_id} is already resolved.")
-    _record(session, alert, RESOLVED, user_id, now, f"{cause}: {note}".strip(": "))
-    alert.resolved_at = now
-    alert.resolved_by = user_id
-    alert.root_cause = cause
-    alert.root_cause_note = note.strip() or None
+    alert = _current(session, alert_id)
+    for _ in range(3):  # an acknowledge may slip in between the read and the update
+        if alert is None:
+            return Outcome(False, f"There is no alert #{alert_id}.")
+        if alert.status == RESOLVED:
+            return Outcome(False, f"Alert #{alert_id} is already resolved.")
+        if _move(
+            session,
+            alert,
+            RESOLVED,
+            user_id,
+            now,
+            f"{cause}: {note.strip()}".rstrip(": "),
+            resolved_at=now,
+            resolved_by=user_id,
+            root_cause=cause,
+            root_cause_note=note.strip() or None,
+        ):
+            break
+        alert = _current(session, alert_id)
+    else:
+        return Outcome(False, f"Alert #{alert_id} is changing right now; try again.")
     # No mention on resolve: nobody needs a notification that a problem went away.
     who = escape(display_name or user_id)
     text = f":white_check_mark: Resolved by {who}. Root cause: *{cause}*"

@@ -116,3 +116,36 @@ def test_alerts_lists_open_alerts_newest_first(slack_server):
     assert command(slack_server, "alerts canvas-enroll") == (
         "Open alerts of Banner to Canvas enrollments (SIS import): none. :large_green_circle:"
     )
+
+
+def test_concurrent_clicks_on_one_alert_record_one_transition(slack_server):
+    import threading
+
+    from commands.alert_actions import acknowledge, resolve
+    from storage.db import transaction
+
+    fire(slack_server)
+    [alert] = stored(slack_server, Alert)
+    deps = slack_server.runtime.deps
+    outcomes = []
+    start = threading.Barrier(8)
+
+    def act(n):
+        start.wait()
+        with transaction(deps.sessions) as session:
+            if n % 2:
+                outcome = acknowledge(session, alert.id, f"U0USER{n}", deps.clock())
+            else:
+                outcome = resolve(session, alert.id, f"U0USER{n}", "data", "x", deps.clock())
+        outcomes.append(outcome.changed)
+
+    threads = [threading.Thread(target=act, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    steps = [t.to_status for t in stored(slack_server, AlertTransition)]
+    # At most one acknowledge and exactly one resolve, whatever the interleaving.
+    assert steps.count("resolved") == 1 and steps.count("acknowledged") <= 1
+    assert outcomes.count(True) == len(steps) - 1
+    assert stored(slack_server, Alert)[0].status == "resolved"
