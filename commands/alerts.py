@@ -78,11 +78,15 @@ def _apply(
             # A resolution for something never seen: the raw event is kept, nothing opens.
             result.ignored += 1
             return
-        alert = _create(session, event, name, integ, now)
-        _transition(session, alert, None, FIRING, now, None, f"{event.source} alert received")
-        result.opened += 1
-        _queue_post(session, alert, integ, now, fallback_channel)
-        return
+        created = _create(session, event, name, integ, now)
+        if created is not None:
+            _transition(session, created, None, FIRING, now, None, f"{event.source} alert received")
+            result.opened += 1
+            _queue_post(session, created, integ, now, fallback_channel)
+            return
+        # Another process created it since we looked: this event is a repeat of that alert.
+        alert = _locked_alert(session, name, event.key)
+        assert alert is not None
 
     if event.status == RESOLVED:
         if alert.status == RESOLVED:
@@ -133,7 +137,8 @@ def _locked_alert(session: Session, name: str, key: str) -> Alert | None:
 
 def _create(
     session: Session, event: AlertEvent, name: str, integ: Integration | None, now: datetime
-) -> Alert:
+) -> Alert | None:
+    """The new alert, or None when another process inserted it first."""
     values = {
         "integration_name": name,
         "integration_id": integ.id if integ is not None else None,
@@ -152,12 +157,16 @@ def _create(
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     # Another process may create the same alert at the same moment; the unique constraint
-    # decides, and the loser carries on with the winner's row as a repeat.
-    session.execute(
+    # decides, and the loser carries on with the winner's row as a repeat. RETURNING tells
+    # which one this is (psycopg reports rowcount -1 for INSERT … ON CONFLICT).
+    inserted = session.execute(
         insert(Alert)
         .values(**values)
         .on_conflict_do_nothing(index_elements=["integration_name", "key"])
-    )
+        .returning(Alert.id)
+    ).first()
+    if inserted is None:
+        return None
     alert = _locked_alert(session, name, event.key)
     assert alert is not None
     return alert

@@ -6,9 +6,11 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# Any constant shared by every process; it names the lock that serialises migrations.
+MIGRATION_LOCK = 0x696E7465672D6D67  # "integ-mg"
 
 
 def alembic_config(url: str) -> Config:
@@ -23,5 +25,10 @@ def upgrade(engine: Engine) -> None:
     """Bring the database to the newest schema, using the given engine's connection."""
     config = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Replicas starting together on an empty database would both create the tables
+            # and one would fail; the lock (released at commit) makes the second find the
+            # schema at head and do nothing.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
