@@ -57,6 +57,7 @@ MAX_BACKOFF = timedelta(minutes=5)
 MIN_RETRY_AFTER = 1.0
 MAX_RETRY_AFTER = 3600.0
 POLL_SECONDS = 0.2
+MIN_PASS_GAP = 0.1
 PENDING_GAUGE_EVERY = 5.0  # seconds between counts of pending rows for the gauge
 RECORD_TRIES = 3
 
@@ -353,6 +354,10 @@ class OutboxWorker:
                 continue
             if sent < limit:
                 self._wake.wait(self.poll_seconds)
+                # Every hook notifies; during an intake burst that meant dozens of passes a
+                # second for a few sends (bench/README.md, intake findings). Pacing allows
+                # one write per channel per second, so looking every 100 ms loses nothing.
+                self._stopping.wait(MIN_PASS_GAP)
 
     # -- one pass ---------------------------------------------------------------------------
 
