@@ -14,14 +14,14 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from commands import outbox
-from commands.alerts import queue_change
+from commands.alerts import queue_change, record_transition
 from commands.durations import format_duration, parse_duration
 from commands.lookups import LIST_LIMIT, resolve_integration, usage
 from commands.render import blocks as bk
 from commands.render.mrkdwn import escape, mention
 from commands.replies import Invocation, Reply
 from storage import queries
-from storage.models import Alert, AlertStatus, AlertTransition, Silence
+from storage.models import Alert, AlertStatus, Silence
 
 ROOT_CAUSES = ("vendor", "data", "credentials", "schedule", "code", "infrastructure", "unknown")
 FIRING = AlertStatus.FIRING.value
@@ -68,16 +68,7 @@ def _move(
     )
     if moved.rowcount != 1:
         return False
-    session.add(
-        AlertTransition(
-            alert_id=alert.id,
-            at=now,
-            actor=actor,
-            from_status=from_status,
-            to_status=to_status,
-            reason=reason,
-        )
-    )
+    record_transition(session, alert, from_status, to_status, now, actor, reason)
     session.refresh(alert)
     return True
 

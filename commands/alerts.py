@@ -80,7 +80,9 @@ def _apply(
             return
         created = _create(session, event, name, integ, now)
         if created is not None:
-            _transition(session, created, None, FIRING, now, None, f"{event.source} alert received")
+            record_transition(
+                session, created, None, FIRING, now, None, f"{event.source} alert received"
+            )
             result.opened += 1
             _queue_post(session, created, integ, now, fallback_channel)
             return
@@ -97,7 +99,7 @@ def _apply(
         alert.resolved_at = now
         alert.resolved_by = None
         alert.last_seen_at = now
-        _transition(session, alert, previous, RESOLVED, now, None, "resolved by its source")
+        record_transition(session, alert, previous, RESOLVED, now, None, "resolved by its source")
         result.resolved += 1
         queue_change(session, alert, now, ":white_check_mark: Resolved by its source.")
         return
@@ -115,7 +117,7 @@ def _apply(
     alert.resolved_at = alert.resolved_by = None
     alert.root_cause = alert.root_cause_note = None
     alert.escalated_at = None
-    _transition(session, alert, RESOLVED, FIRING, now, None, "fired again after resolving")
+    record_transition(session, alert, RESOLVED, FIRING, now, None, "fired again after resolving")
     result.reopened += 1
     if alert.message_ts is None:
         _queue_post(session, alert, integ, now, fallback_channel)
@@ -183,7 +185,7 @@ def _refresh(alert: Alert, event: AlertEvent, now: datetime) -> None:
         alert.labels = event.labels
 
 
-def _transition(
+def record_transition(
     session: Session,
     alert: Alert,
     from_status: str | None,
