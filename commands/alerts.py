@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from commands import outbox
 from commands.intake import NO_SUMMARY, AlertEvent
 from storage import queries
-from storage.models import Alert, AlertStatus, AlertTransition, Integration, OutboxMessage
+from storage.models import Alert, AlertStatus, AlertTransition, Integration
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +231,8 @@ def _queue_post(
 
 def queue_change(session: Session, alert: Alert, now: datetime, note: str | None) -> None:
     """Update the alert's message in place, and say what happened in its thread."""
-    channel = alert.channel or _pending_post_channel(session, alert)
+    # Queuing the post sets the channel, so no channel means it was never queued.
+    channel = alert.channel
     if channel is None:
         return  # never posted (silenced, or no channel): nothing to update
     outbox.enqueue(session, kind=outbox.UPDATE, channel=channel, now=now, alert_id=alert.id)
@@ -244,11 +245,3 @@ def queue_change(session: Session, alert: Alert, now: datetime, note: str | None
             alert_id=alert.id,
             payload={"text": note},
         )
-
-
-def _pending_post_channel(session: Session, alert: Alert) -> str | None:
-    return session.scalar(
-        select(OutboxMessage.channel).where(
-            OutboxMessage.alert_id == alert.id, OutboxMessage.kind == outbox.POST
-        )
-    )

@@ -55,26 +55,6 @@ def systems(session: Session) -> Sequence[System]:
     ).all()
 
 
-def open_alerts(session: Session, integration_id: str, limit: int = 5) -> Sequence[Alert]:
-    return session.scalars(
-        select(Alert)
-        .where(Alert.integration_name == integration_id, Alert.status.in_(OPEN_STATUSES))
-        .order_by(Alert.last_seen_at.desc())
-        .limit(limit)
-    ).all()
-
-
-def open_alert_count(session: Session, integration_id: str) -> int:
-    return (
-        session.scalar(
-            select(func.count())
-            .select_from(Alert)
-            .where(Alert.integration_name == integration_id, Alert.status.in_(OPEN_STATUSES))
-        )
-        or 0
-    )
-
-
 def open_alert_counts(session: Session) -> dict[str, int]:
     rows = session.execute(
         select(Alert.integration_name, func.count())
@@ -103,15 +83,6 @@ def silenced_integrations(session: Session, now: datetime) -> set[str]:
             select(Silence.integration_id).where(Silence.starts_at <= now, Silence.ends_at > now)
         )
     )
-
-
-def last_review(session: Session, integration_id: str) -> Review | None:
-    return session.scalars(
-        select(Review)
-        .where(Review.integration_id == integration_id)
-        .order_by(Review.reviewed_at.desc())
-        .limit(1)
-    ).first()
 
 
 def last_reviews(session: Session) -> dict[str, datetime]:
