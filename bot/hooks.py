@@ -1,49 +1,33 @@
 """POST /hooks/generic, /hooks/alertmanager, /hooks/grafana.
 
-A 202 is a promise: it is sent only after the raw body and what it means are committed.
-Malformed input gets 400 and a reason, and nothing is stored for it.
+A 202 is a promise: it is sent only after the raw body and what it means are committed
+(by the intake writer, which commits requests in batches). Malformed input gets 400 and a
+reason, and nothing is stored for it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
 
-import anyio.to_thread
-from anyio import CapacityLimiter
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from bot import metrics
 from bot.deps import Deps
+from bot.intake_writer import IntakeWriter, StoreFailed
 from bot.request_body import BodyTooLarge, read_body
-from commands.alerts import IngestResult, ingest
-from commands.intake import PARSERS, AlertEvent, IntakeError
-from storage.db import transaction
-from storage.models import ReceivedEvent
+from commands.intake import PARSERS, IntakeError
 
 log = logging.getLogger(__name__)
 
-# Writers wait on the database, not the CPU; a few at a time keep SQLite's single writer
-# busy without a queue of threads holding connections.
-HOOK_WORKERS = 4
-
 
 def make_hook_endpoint(
-    deps: Deps, source: str, notify: Callable[[], None]
+    deps: Deps, source: str, writer: IntakeWriter
 ) -> Callable[[Request], Awaitable[Response]]:
-    limiter = CapacityLimiter(HOOK_WORKERS)
     parse = PARSERS[source]
-
-    def store(body: bytes, events: list[AlertEvent]) -> tuple[int, IngestResult]:
-        now = deps.clock()
-        with transaction(deps.sessions) as session:
-            received = ReceivedEvent(received_at=now, source=source, body=body, alerts=len(events))
-            session.add(received)
-            session.flush()  # the first write takes SQLite's write lock before any read
-            result = ingest(session, events, now, deps.settings.integ_fallback_channel)
-            return received.id, result
 
     async def endpoint(request: Request) -> Response:
         expected = deps.settings.integ_webhook_token
@@ -63,9 +47,12 @@ def make_hook_endpoint(
             events = parse(body)
         except IntakeError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
-        event_id, result = await anyio.to_thread.run_sync(store, body, events, limiter=limiter)
+        try:
+            event_id, result = await asyncio.wrap_future(writer.submit(source, body, events))
+        except StoreFailed as exc:
+            # No 2xx: the sender keeps the event and retries, so nothing is lost.
+            return JSONResponse({"error": str(exc)}, status_code=500)
         metrics.HOOK_EVENTS.labels(source).inc(len(events))
-        notify()
         answer: dict[str, object] = {
             "event_id": event_id,
             "alerts": len(events),

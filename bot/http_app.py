@@ -10,11 +10,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from urllib.parse import parse_qsl
 
 import anyio.to_thread
 from anyio import CapacityLimiter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from slack_bolt import App, BoltRequest
+from slack_bolt.context import BoltContext
+from slack_bolt.request.internals import build_context
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -25,6 +28,7 @@ from starlette.routing import Route
 from bot import metrics
 from bot.deps import Deps
 from bot.hooks import make_hook_endpoint
+from bot.intake_writer import IntakeWriter
 from bot.request_body import BodyTooLarge, read_body
 
 log = logging.getLogger(__name__)
@@ -47,12 +51,25 @@ def _measured(name: str, endpoint: Endpoint) -> Endpoint:
     return wrapper
 
 
+def _bolt_request(body: str, *, query: str, headers: dict[str, list[str]]) -> BoltRequest:
+    request = BoltRequest(body=body, query=query, headers=headers)
+    # Bolt takes any form body containing the text "payload" for an interactivity payload
+    # and, finding no `payload` field, reads it as empty: a slash command whose text says
+    # "payload" would vanish (404). Only a real `payload` field makes it one.
+    if request.content_type == "application/x-www-form-urlencoded" and not request.body:
+        fields = dict(parse_qsl(body, keep_blank_values=True))
+        if "payload" not in fields:
+            request.body = fields
+            request.context = build_context(BoltContext({}), fields)
+    return request
+
+
 def build_http_app(
     deps: Deps,
     bolt: App | None,
     *,
+    intake: IntakeWriter,
     socket_mode_only: bool = False,
-    notify_outbox: Callable[[], None] = lambda: None,
 ) -> Starlette:
     slack_limiter = CapacityLimiter(SLACK_WORKERS)
 
@@ -74,8 +91,8 @@ def build_http_app(
             body = await read_body(request)
         except BodyTooLarge:
             return JSONResponse({"error": "body over 1 MiB"}, status_code=413)
-        bolt_request = BoltRequest(
-            body=body.decode("utf-8", errors="replace"),
+        bolt_request = _bolt_request(
+            body.decode("utf-8", errors="replace"),
             query=request.url.query,
             headers={k: request.headers.getlist(k) for k in request.headers.keys()},
         )
@@ -112,7 +129,7 @@ def build_http_app(
         Route("/metrics", prometheus, methods=["GET"]),
     ]
     for source in ("generic", "alertmanager", "grafana"):
-        endpoint = make_hook_endpoint(deps, source, notify_outbox)
+        endpoint = make_hook_endpoint(deps, source, intake)
         routes.append(
             Route(f"/hooks/{source}", _measured(f"hooks_{source}", endpoint), methods=["POST"])
         )

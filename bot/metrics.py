@@ -17,3 +17,8 @@ COMMANDS = Counter("integ_commands_total", "Slash commands answered", ["verb"])
 CATALOG_LOADS = Counter("integ_catalog_loads_total", "Catalog loads", ["result"])
 INTEGRATIONS = Gauge("integ_integrations", "Integrations in the catalog")
 HOOK_EVENTS = Counter("integ_hook_alerts_total", "Alerts received through hooks", ["source"])
+INTAKE_BATCH = Histogram(
+    "integ_intake_batch_requests",
+    "Hook requests committed together in one transaction",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200),
+)

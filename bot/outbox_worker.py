@@ -6,8 +6,14 @@ them and records each attempt, so a Slack outage, a 429 or a restart delays a me
 never loses it, and two workers (threads or processes on one database) never send one twice.
 
 Each message takes three short steps and never holds a transaction across the Slack call:
-claim (one transaction: a conditional UPDATE that must change exactly one row, plus the
-channel's pace slot), send, record the result (one transaction).
+claim (one transaction: a conditional UPDATE that must change exactly one row, plus a hold on
+the channel), send, record the result (one transaction, which also says when the channel may
+be written to next).
+
+Slack's chat.postMessage has no idempotency key, so every message the outbox creates carries
+its row id in Slack message metadata. When a worker dies after Slack accepted a post but
+before the ts was recorded, whoever claims the row after the lease looks for that id in the
+channel's history and records what it finds instead of posting the message a second time.
 """
 
 from __future__ import annotations
@@ -49,9 +55,16 @@ log = logging.getLogger(__name__)
 
 # A crashed worker's claims become claimable again after this. It is far longer than one
 # Slack call can take (the client times out after 10 s), so a live worker never loses one.
+# A claim holds its channel for as long, so no other write to it starts while one is in
+# flight, however slow Slack is to answer.
 LEASE = timedelta(seconds=60)
-# Slack allows about one message per second per channel; beyond that it answers 429.
-PACE = timedelta(seconds=1)
+# Slack allows about one write per second per channel and answers 429 beyond that. The next
+# write to a channel starts PACE after the previous call to it *returned*: Slack received that
+# call before it answered, so the two arrive at least PACE apart whatever the network and
+# rendering add. Counting from the claim instead let 12-21% of a storm's calls arrive less
+# than a second apart (bench/README.md, storm finding 4). The 0.1 s over Slack's second
+# absorbs clock differences between the hosts that share channel_pace.
+PACE = timedelta(seconds=1.1)
 MAX_BACKOFF = timedelta(minutes=5)
 # A Retry-After outside this range is a broken header, not advice worth following.
 MIN_RETRY_AFTER = 1.0
@@ -60,6 +73,16 @@ POLL_SECONDS = 0.2
 MIN_PASS_GAP = 0.1
 PENDING_GAUGE_EVERY = 5.0  # seconds between counts of pending rows for the gauge
 RECORD_TRIES = 3
+
+# The Slack message metadata that ties a message to its outbox row (see `outbox_metadata`).
+OUTBOX_EVENT = "integ_outbox"
+# How far before a row was created to look for its message: our hosts' clocks and Slack's
+# differ by far less, and a message cannot be older than the row that asked for it.
+LOOKBACK = timedelta(minutes=1)
+# Slack advises at most 200 messages a page. Five pages reach 1,000 messages back, more than
+# an integration channel receives between a crash and the lease running out.
+HISTORY_PAGE = 200
+HISTORY_PAGES = 5
 
 ALERT_ACTIONS = AlertActions(
     ack=wire_ids.ACK_ACTION,
@@ -136,11 +159,40 @@ class Sender(Protocol):
         text: str,
         blocks: list[Block] | None = None,
         thread_ts: str | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> Delivered: ...
 
     def update(
         self, *, channel: str, ts: str, text: str, blocks: list[Block] | None = None
     ) -> Delivered: ...
+
+    def find_posted(
+        self, *, channel: str, outbox_id: int, since: datetime, thread_ts: str | None = None
+    ) -> Delivered | None:
+        """The message posted for outbox row `outbox_id` since `since`, if the channel (or
+        the thread `thread_ts`) has one. Raises like a send when it cannot tell."""
+        ...
+
+
+def outbox_metadata(outbox_id: int) -> dict[str, Any]:
+    """Slack message metadata naming the outbox row a message was posted for."""
+    return {"event_type": OUTBOX_EVENT, "event_payload": {"outbox_id": outbox_id}}
+
+
+def carries_outbox_id(message: Any, outbox_id: int) -> bool:
+    if not isinstance(message, dict):
+        return False
+    metadata = message.get("metadata")
+    if not isinstance(metadata, dict) or metadata.get("event_type") != OUTBOX_EVENT:
+        return False
+    payload = metadata.get("event_payload")
+    # Compared as text: the same row whether the id comes back as a number or a string.
+    return isinstance(payload, dict) and str(payload.get("outbox_id")) == str(outbox_id)
+
+
+def slack_ts(at: datetime) -> str:
+    """A datetime as Slack writes times in `oldest`, `latest` and message ts."""
+    return f"{at.timestamp():.6f}"
 
 
 class SlackSender:
@@ -149,6 +201,8 @@ class SlackSender:
 
     def __init__(self, token: str, base_url: str, *, timeout: float = 10) -> None:
         self.client = WebClient(token=token, base_url=base_url, timeout=timeout, retry_handlers=[])
+        self._bot_id: str | None = None
+        self._bot_id_known = False
 
     def post(
         self,
@@ -157,6 +211,7 @@ class SlackSender:
         text: str,
         blocks: list[Block] | None = None,
         thread_ts: str | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> Delivered:
         args: dict[str, Any] = {
             "channel": channel,
@@ -169,6 +224,8 @@ class SlackSender:
             args["blocks"] = blocks
         if thread_ts:
             args["thread_ts"] = thread_ts
+        if metadata:
+            args["metadata"] = metadata
         return self._call("chat.postMessage", args, channel)
 
     def update(
@@ -179,16 +236,56 @@ class SlackSender:
         args["blocks"] = blocks or []
         return self._call("chat.update", args, channel)
 
+    def find_posted(
+        self, *, channel: str, outbox_id: int, since: datetime, thread_ts: str | None = None
+    ) -> Delivered | None:
+        # A thread reply is not in conversations.history (only its parent is); it is listed
+        # by conversations.replies of its thread.
+        method = "conversations.replies" if thread_ts else "conversations.history"
+        params: dict[str, Any] = {
+            "channel": channel,
+            "oldest": slack_ts(since),
+            "limit": HISTORY_PAGE,
+            "include_all_metadata": True,
+        }
+        if thread_ts:
+            params["ts"] = thread_ts
+        # Only our own messages count: another deployment of the bot (staging, say) posting
+        # to the same channel numbers its outbox rows from 1 too.
+        bot_id = self._own_bot_id()
+        for _ in range(HISTORY_PAGES):
+            data = self._api(method, http_verb="GET", params=params)
+            for message in data.get("messages") or []:
+                mine = bot_id is None or message.get("bot_id") == bot_id
+                if mine and carries_outbox_id(message, outbox_id):
+                    return Delivered(channel=channel, ts=str(message.get("ts") or ""))
+            cursor = (data.get("response_metadata") or {}).get("next_cursor") or ""
+            if not data.get("has_more") or not cursor:
+                return None
+            params["cursor"] = cursor
+        raise PermanentError(f"{method}: not within the newest {HISTORY_PAGE * HISTORY_PAGES}")
+
+    def _own_bot_id(self) -> str | None:
+        if not self._bot_id_known:
+            bot_id = self._api("auth.test").get("bot_id")
+            # A user token has no bot id; its messages are then not told apart by sender.
+            self._bot_id = str(bot_id) if bot_id else None
+            self._bot_id_known = True
+        return self._bot_id
+
     def _call(self, method: str, args: dict[str, Any], channel: str) -> Delivered:
+        data = self._api(method, json=args)
+        return Delivered(channel=str(data.get("channel") or channel), ts=str(data.get("ts") or ""))
+
+    def _api(self, method: str, **kwargs: Any) -> dict[str, Any]:
         try:
-            response = self.client.api_call(method, json=args)
+            response = self.client.api_call(method, **kwargs)
         except SlackApiError as exc:
             refused = exc.response
             raise classify(refused.status_code, refused.headers, refused.data) from None
         except (TimeoutError, URLError, ConnectionError, http.client.HTTPException) as exc:
             raise TransientError(f"{type(exc).__name__}: {exc}") from None
-        data = response.data if isinstance(response.data, dict) else {}
-        return Delivered(channel=str(data.get("channel") or channel), ts=str(data.get("ts") or ""))
+        return response.data if isinstance(response.data, dict) else {}
 
 
 def classify(status: int, headers: dict[str, Any], data: Any) -> SendError:
@@ -231,7 +328,9 @@ class ConsoleSender:
         text: str,
         blocks: list[Block] | None = None,
         thread_ts: str | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> Delivered:
+        # Metadata is for programs reading Slack; a person reading the console has no use for it.
         where = f"#{channel}" + (f" thread {thread_ts}" if thread_ts else "")
         ts = self._next_ts()
         self._print(where, blocks_to_text(blocks or [], text))
@@ -242,6 +341,12 @@ class ConsoleSender:
     ) -> Delivered:
         self._print(f"#{channel} updated {ts}", blocks_to_text(blocks or [], text))
         return Delivered(channel=channel, ts=ts)
+
+    def find_posted(
+        self, *, channel: str, outbox_id: int, since: datetime, thread_ts: str | None = None
+    ) -> Delivered | None:
+        # What a dead process printed cannot be read back; printing it again harms nobody.
+        return None
 
     def _next_ts(self) -> str:
         # Shaped like a Slack ts and unique within the process, so threads and updates of
@@ -278,6 +383,11 @@ class _Job:
     alert_id: int | None
     payload: dict[str, Any]
     created_at: datetime
+    # When this claim's hold on the channel ends unless the result is recorded first.
+    held_until: datetime
+    # An earlier claim ended without a recorded result (its worker died, or could not tell
+    # whether Slack has the message): a message it was creating may be on Slack already.
+    unresolved: bool = False
 
 
 @dataclass(frozen=True)
@@ -289,6 +399,7 @@ class _Call:
     blocks: list[Block] | None = None
     thread_ts: str | None = None
     ts: str | None = None
+    metadata: dict[str, Any] | None = None
 
 
 @dataclass
@@ -298,6 +409,8 @@ class _Outcome:
     error: str | None = None
     http_status: int | None = None
     retry_after: float | None = None
+    # Slack may have the message, and nobody has looked: the next claim must look first.
+    unresolved: bool = False
 
 
 class _Skip(Exception):
@@ -363,11 +476,12 @@ class OutboxWorker:
 
     def run_once(self, limit: int = 50) -> int:
         """Send what is due now; return how many messages Slack accepted."""
-        now = self.deps.clock()
         self._update_gauge()
         sent = 0
-        for message_id in self._candidates(now, limit):
-            job = self._claim(message_id, now)
+        for message_id in self._candidates(self.deps.clock(), limit):
+            # The time of the claim itself, not of the pass: after a few slow calls earlier in
+            # the pass, an old time would start this claim's lease already part spent.
+            job = self._claim(message_id, self.deps.clock())
             if job is not None and self._deliver(job):
                 sent += 1
         return sent
@@ -420,6 +534,13 @@ class OutboxWorker:
 
     def _claim_in(self, session: Session, message_id: int, now: datetime) -> _Job:
         m = OutboxMessage
+        # Read before the claim overwrites it. Every recorded result either finishes the row
+        # or clears claimed_by (`_release`), so a pending row that still names a claimant is
+        # one whose last claim ended without a result. A race with another claimant cannot
+        # mislead this: whoever changes the row in between makes the UPDATE below match
+        # nothing.
+        earlier_claimant = session.scalar(select(m.claimed_by).where(m.id == message_id))
+        held_until = now + LEASE
         claimed = session.execute(
             update(m)
             .where(
@@ -428,13 +549,13 @@ class OutboxWorker:
                 m.due_at <= now,
                 or_(m.claimed_until.is_(None), m.claimed_until < now),
             )
-            .values(claimed_by=self.worker_id, claimed_until=now + LEASE)
+            .values(claimed_by=self.worker_id, claimed_until=held_until)
             .execution_options(synchronize_session=False)
         )
         if claimed.rowcount != 1:  # type: ignore[attr-defined]
             raise _Skip  # another worker claimed it between our look and our claim
         row = session.get_one(m, message_id)
-        if not _take_pace(session, row.channel, now):
+        if not _hold_channel(session, row.channel, now, held_until):
             raise _Skip  # rolls the claim back: the message stays pending for the next look
         job = _Job(
             id=row.id,
@@ -443,8 +564,14 @@ class OutboxWorker:
             alert_id=row.alert_id,
             payload=dict(row.payload or {}),
             created_at=row.created_at,
+            held_until=held_until,
+            unresolved=earlier_claimant is not None,
         )
-        if job.kind in (POST, UPDATE) and job.alert_id is not None:
+        # A post that may be on Slack already might not be rendered now at all: if it is found,
+        # the message shows the alert as it was when the earlier claim rendered it, and the
+        # updates queued since must still be sent.
+        renders_now = not (job.unresolved and job.kind == POST)
+        if job.kind in (POST, UPDATE) and job.alert_id is not None and renders_now:
             self._supersede(session, job, now)
         return job
 
@@ -492,7 +619,60 @@ class OutboxWorker:
             return self._record(job, _Outcome("failed", error=exc.error))
         except Exception as exc:
             log.exception("outbox #%d: could not be prepared", job.id)
-            return self._record(job, _Outcome("retry", error=f"{type(exc).__name__}: {exc}"))
+            error = f"{type(exc).__name__}: {exc}"
+            return self._record(job, _Outcome("retry", error=error, unresolved=job.unresolved))
+        if job.unresolved and call.ts is None:
+            # Only a call that creates a message can leave a duplicate; an update is the same
+            # however often it is made, so it is simply made again.
+            found = self._find_earlier_post(job, call)
+            if found is not None:
+                return self._record(job, found)
+        return self._record(job, self._send(call))
+
+    def _find_earlier_post(self, job: _Job, call: _Call) -> _Outcome | None:
+        """Ask Slack whether the earlier claim's post got there; None means post it now."""
+        method = "conversations.replies" if call.thread_ts else "conversations.history"
+        try:
+            found = self.sender.find_posted(
+                channel=call.channel,
+                outbox_id=job.id,
+                since=job.created_at - LOOKBACK,
+                thread_ts=call.thread_ts,
+            )
+        except PermanentError as exc:
+            # Slack will never answer this question (the bot is not in the channel, or lacks
+            # the history scope for it; chat:write.public posts where it has not joined), or
+            # the message is further back than we read. Waiting would never post the message
+            # at all, so it is posted: at worst it shows twice, which beats not at all.
+            log.warning(
+                "outbox #%d: cannot tell whether an earlier claim posted it (%s); posting",
+                job.id,
+                exc.error,
+            )
+            return None
+        except SendError as exc:
+            # A 429, 5xx or timeout says nothing about the message; posting now could show it
+            # twice. Ask again later, and keep the row marked so that the next claim asks too.
+            return _Outcome(
+                "retry",
+                error=f"{method}: {exc.error}",
+                http_status=exc.http_status,
+                retry_after=exc.retry_after if isinstance(exc, RateLimited) else None,
+                unresolved=True,
+            )
+        except Exception as exc:
+            error = f"{method}: {type(exc).__name__}: {exc}"
+            return _Outcome("retry", error=error, unresolved=True)
+        if found is None:
+            return None
+        log.info("outbox #%d: already on Slack as %s, posted by an earlier claim", job.id, found.ts)
+        # The attempt is recorded as a success with a note, so the history says why no call
+        # was made this time.
+        return _Outcome(
+            "ok", delivered=found, http_status=200, error=f"found by outbox id in {method}"
+        )
+
+    def _send(self, call: _Call) -> _Outcome:
         try:
             if call.ts is not None:
                 delivered = self.sender.update(
@@ -504,6 +684,7 @@ class OutboxWorker:
                     text=call.text,
                     blocks=call.blocks,
                     thread_ts=call.thread_ts,
+                    metadata=call.metadata,
                 )
         except RateLimited as exc:
             outcome = _Outcome(
@@ -519,15 +700,23 @@ class OutboxWorker:
             outcome = _Outcome("retry", error=f"{type(exc).__name__}: {exc}")
         else:
             outcome = _Outcome("ok", delivered=delivered, http_status=200)
-        return self._record(job, outcome)
+        return outcome
 
     def _prepare(self, job: _Job) -> _Call:
         """Render what to send now; read-only, and done after the claim committed."""
+        # Every message the outbox creates names its row, so that it can be found again.
+        metadata = outbox_metadata(job.id)
         if job.kind == MESSAGE:
             text = str(job.payload.get("text") or "")
             blocks = job.payload.get("blocks") or None
             thread_ts = job.payload.get("thread_ts") or None
-            return _Call(channel=job.channel, text=text, blocks=blocks, thread_ts=thread_ts)
+            return _Call(
+                channel=job.channel,
+                text=text,
+                blocks=blocks,
+                thread_ts=thread_ts,
+                metadata=metadata,
+            )
         if job.kind not in (POST, UPDATE, REPLY):
             raise PermanentError(f"unknown outbox kind {job.kind!r}")
         if job.alert_id is None:
@@ -541,7 +730,13 @@ class OutboxWorker:
             if job.kind == REPLY:
                 text = str(job.payload.get("text") or "")
                 blocks = job.payload.get("blocks") or None
-                return _Call(channel=channel, text=text, blocks=blocks, thread_ts=alert.message_ts)
+                return _Call(
+                    channel=channel,
+                    text=text,
+                    blocks=blocks,
+                    thread_ts=alert.message_ts,
+                    metadata=metadata,
+                )
             reply = render_current(session, alert, now, ALERT_ACTIONS)
             if alert.message_ts:
                 # Covers a post queued twice as well: an alert's message is updated in
@@ -549,13 +744,16 @@ class OutboxWorker:
                 return _Call(
                     channel=channel, text=reply.text, blocks=reply.blocks, ts=alert.message_ts
                 )
-            return _Call(channel=job.channel, text=reply.text, blocks=reply.blocks)
+            return _Call(
+                channel=job.channel, text=reply.text, blocks=reply.blocks, metadata=metadata
+            )
 
     # -- recording --------------------------------------------------------------------------
 
     def _record(self, job: _Job, outcome: _Outcome) -> bool:
         # Slack has the message now (or said why not). If this record is lost, the lease
-        # runs out and the message is sent again, so a database hiccup is worth a few tries.
+        # runs out and the next claim must ask Slack about it (and resend an update), so a
+        # database hiccup is worth a few tries.
         for attempt in range(RECORD_TRIES):
             try:
                 return self._record_once(job, outcome)
@@ -584,6 +782,9 @@ class OutboxWorker:
                 )
             )
             row.attempts = (row.attempts or 0) + 1
+            # `now` is after the call returned, so the channel's next write starts at least
+            # PACE after Slack had this one (see PACE).
+            free_at = now + PACE
             if outcome.result == "ok":
                 self._record_sent(session, row, job, outcome, now)
             elif outcome.result == "ratelimited":
@@ -591,11 +792,16 @@ class OutboxWorker:
                 # Not a failure: Slack said when, so the message simply waits, and so does
                 # every other message for that channel (in every process, via the table).
                 _release(row, due_at=now + retry_after, error=outcome.error)
-                _hold_channel(session, row.channel, now + retry_after)
+                free_at = max(free_at, now + retry_after)
                 log.info("outbox #%d: rate limited on %s for %ss", job.id, row.channel, retry_after)
             elif outcome.result == "retry":
                 backoff = min(timedelta(seconds=2 ** (failures - 1)), MAX_BACKOFF)
-                _release(row, due_at=now + backoff, error=outcome.error)
+                # A 429 on a read (the history lookup) delays this row only: it says nothing
+                # about writing to the channel.
+                backoff = max(backoff, timedelta(seconds=outcome.retry_after or 0))
+                _release(
+                    row, due_at=now + backoff, error=outcome.error, unresolved=outcome.unresolved
+                )
                 log.warning(
                     "outbox #%d (%s to %s): %s; retry %d in %ss",
                     job.id,
@@ -616,6 +822,7 @@ class OutboxWorker:
                     row.channel,
                     outcome.error,
                 )
+            _free_channel(session, row.channel, held_until=job.held_until, free_at=free_at)
         OUTBOX_ATTEMPTS.labels(outcome.result).inc()
         if outcome.result == "ok":
             OUTBOX_SENT.labels(job.kind).inc()
@@ -634,7 +841,8 @@ class OutboxWorker:
         row.last_error = None
         if job.kind == POST and job.alert_id is not None and outcome.delivered.ts:
             # Conditional, so that a message posted twice (a timeout whose post did reach
-            # Slack) never moves the alert off the message people already see.
+            # Slack; it had no recorded result to look for) never moves the alert off the
+            # message people already see.
             session.execute(
                 update(Alert)
                 .where(Alert.id == job.alert_id, Alert.message_ts.is_(None))
@@ -662,8 +870,9 @@ def _insert(session: Session) -> Callable[..., Any]:
     return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
 
 
-def _take_pace(session: Session, channel: str, now: datetime) -> bool:
-    """Take the channel's slot for this second; False when another write has it.
+def _hold_channel(session: Session, channel: str, now: datetime, until: datetime) -> bool:
+    """Take the channel for one write, until its result is recorded (`_free_channel`) or
+    `until`; False when it is not free now.
 
     Both statements are conditional, so two processes racing for one channel cannot both
     win: on PostgreSQL the loser waits for the winner's row lock and then finds next_at moved.
@@ -671,7 +880,7 @@ def _take_pace(session: Session, channel: str, now: datetime) -> bool:
     taken = session.execute(
         update(ChannelPace)
         .where(ChannelPace.channel == channel, ChannelPace.next_at <= now)
-        .values(next_at=now + PACE)
+        .values(next_at=until)
         .execution_options(synchronize_session=False)
     )
     if taken.rowcount == 1:  # type: ignore[attr-defined]
@@ -680,35 +889,41 @@ def _take_pace(session: Session, channel: str, now: datetime) -> bool:
     # RETURNING, not rowcount: on psycopg this INSERT … ON CONFLICT reports rowcount -1.
     created = session.execute(
         insert(ChannelPace)
-        .values(channel=channel, next_at=now + PACE)
+        .values(channel=channel, next_at=until)
         .on_conflict_do_nothing(index_elements=["channel"])
         .returning(ChannelPace.channel)
     )
     return created.first() is not None
 
 
-def _hold_channel(session: Session, channel: str, until: datetime) -> None:
-    """Keep every writer off the channel until `until` (never shortening a longer hold)."""
-    moved = session.execute(
+def _free_channel(
+    session: Session, channel: str, *, held_until: datetime, free_at: datetime
+) -> None:
+    """End this claim's hold: the channel's next write may start at `free_at`.
+
+    Only while the hold is still this claim's: one that ran out was free to be taken, and the
+    new holder's (later) `held_until` must not be cut short by a result recorded this late.
+    """
+    session.execute(
         update(ChannelPace)
-        .where(ChannelPace.channel == channel, ChannelPace.next_at < until)
-        .values(next_at=until)
+        .where(ChannelPace.channel == channel, ChannelPace.next_at <= held_until)
+        .values(next_at=free_at)
         .execution_options(synchronize_session=False)
     )
-    if moved.rowcount == 0:  # type: ignore[attr-defined]
-        insert = _insert(session)
-        session.execute(
-            insert(ChannelPace)
-            .values(channel=channel, next_at=until)
-            .on_conflict_do_nothing(index_elements=["channel"])
-        )
 
 
-def _release(row: OutboxMessage, *, due_at: datetime, error: str | None) -> None:
+def _release(
+    row: OutboxMessage, *, due_at: datetime, error: str | None, unresolved: bool = False
+) -> None:
     """Back to pending and unclaimed, so any worker may send it once it is due; clearing
-    claimed_by also lets `enqueue` fold new updates into this one again."""
+    claimed_by also lets `enqueue` fold new updates into this one again.
+
+    `unresolved` keeps claimed_by: Slack may have the message and nobody could look, so the
+    next claim must see an earlier claim without a result and look first.
+    """
     row.due_at = due_at
-    row.claimed_by = None
+    if not unresolved:
+        row.claimed_by = None
     row.claimed_until = None
     row.last_error = error
 

@@ -16,6 +16,7 @@ from starlette.applications import Starlette
 from bot.catalog_watcher import CatalogWatcher
 from bot.deps import Deps, utcnow
 from bot.http_app import build_http_app
+from bot.intake_writer import IntakeWriter
 from bot.outbox_worker import OutboxWorker, build_sender, default_worker_id
 from bot.settings import Settings
 from bot.slack_app import build_bolt_app
@@ -37,6 +38,7 @@ class Runtime:
     watcher: CatalogWatcher
     bolt: App | None
     http_app: Starlette
+    intake: IntakeWriter
     scheduler: BackgroundScheduler | None = None
     # Sends every Slack write queued in the outbox (prints them in local mode).
     outbox: OutboxWorker | None = None
@@ -72,6 +74,8 @@ class Runtime:
     def close(self) -> None:
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
+        # Requests already queued are committed and answered before the engine goes.
+        self.intake.stop()
         if self.outbox is not None:
             # Before the engine goes: a send in flight is still recorded.
             self.outbox.stop()
@@ -99,7 +103,14 @@ def build_runtime(settings: Settings, clock: Callable[[], datetime] = utcnow) ->
     bolt = build_bolt_app(deps, outbox.notify) if not settings.local_mode else None
     socket_only = bool(settings.slack_app_token) and not settings.slack_signing_secret
     # Hooks commit, then wake the worker, so an alert reaches Slack without waiting a poll.
-    http_app = build_http_app(deps, bolt, socket_mode_only=socket_only, notify_outbox=outbox.notify)
+    intake = IntakeWriter(deps, on_commit=outbox.notify)
+    http_app = build_http_app(deps, bolt, intake=intake, socket_mode_only=socket_only)
     return Runtime(
-        deps=deps, engine=engine, watcher=watcher, bolt=bolt, http_app=http_app, outbox=outbox
+        deps=deps,
+        engine=engine,
+        watcher=watcher,
+        bolt=bolt,
+        http_app=http_app,
+        intake=intake,
+        outbox=outbox,
     )

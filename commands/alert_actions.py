@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from commands import outbox
+from commands import changes, outbox
 from commands.alerts import queue_change, record_transition
 from commands.durations import format_duration, parse_duration
 from commands.lookups import LIST_LIMIT, resolve_integration, usage
@@ -21,7 +21,7 @@ from commands.render import blocks as bk
 from commands.render.mrkdwn import escape, mention
 from commands.replies import Invocation, Reply
 from storage import queries
-from storage.models import Alert, AlertStatus, Silence
+from storage.models import Alert, AlertStatus, ChangeCategory, ChangeSource, Silence
 
 ROOT_CAUSES = ("vendor", "data", "credentials", "schedule", "code", "infrastructure", "unknown")
 FIRING = AlertStatus.FIRING.value
@@ -159,21 +159,37 @@ def silence(
         return Outcome(False, escape(str(exc)))
     if length.days > 30:
         return Outcome(False, "A silence lasts at most 30 days; fix or remove the alert instead.")
+    reason = reason.strip()
     session.add(
         Silence(
             integration_id=integ.id,
             starts_at=now,
             ends_at=now + length,
-            reason=reason.strip() or None,
+            reason=reason or None,
             created_by=user_id,
         )
     )
     until = (now + length).strftime("%Y-%m-%d %H:%M UTC")
+    # Logged where people look for what changed when something went wrong, in this same
+    # transaction: no silence without its entry, nor an entry for a silence refused.
+    # The Silence button is logged as "command" too: like `/integ silence`, it is a person
+    # acting through the bot's own surface. "shortcut" and "reaction" name the Slack
+    # message an entry was made from, "bot" an entry no person made; a silence is neither.
+    summary = f"Silenced for {format_duration(length)} until {until}"
+    changes.record(
+        session,
+        integration_id=integ.id,
+        category=ChangeCategory.SILENCE,
+        summary=f"{summary}: {reason}" if reason else summary,
+        author=user_id,
+        source=ChangeSource.COMMAND,
+        happened_at=now,
+        logged_at=now,
+    )
     # The channel sees who silenced it and why: a silence hides failures, so it is never quiet.
     note = (
         f":no_bell: {mention(user_id)} silenced alerts for *{escape(integ.name)}* for "
-        f"{format_duration(length)}, until {until}"
-        + (f": {escape(reason.strip())}" if reason.strip() else ".")
+        f"{format_duration(length)}, until {until}" + (f": {escape(reason)}" if reason else ".")
     )
     outbox.enqueue(
         session,

@@ -9,7 +9,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import (
+    JSON,
+    Insert,
+    bindparam,
+    cast,
+    exists,
+    insert,
+    literal,
+    or_,
+    select,
+    type_coerce,
+)
 from sqlalchemy.orm import Session
 
 from storage.models import OutboxMessage, OutboxStatus
@@ -20,6 +31,60 @@ REPLY = "reply"  # a message in the alert's thread; payload holds its text
 MESSAGE = "message"  # a plain message to a channel; payload holds text and blocks
 
 
+_outbox = OutboxMessage.__table__
+_PENDING = OutboxStatus.PENDING.value
+
+
+def _waiting_for(alert_id: Any) -> Any:
+    """A post or update of this alert queued and not yet claimed: it will render the alert
+    as it is when sent, so another update would only repeat it."""
+    return exists().where(
+        _outbox.c.alert_id == alert_id,
+        or_(_outbox.c.kind == POST, _outbox.c.kind == UPDATE),
+        _outbox.c.status == _PENDING,
+        _outbox.c.claimed_by.is_(None),
+    )
+
+
+def _queue_update_statement(dialect: str) -> Insert:
+    # PostgreSQL cannot infer a JSON parameter's type in a SELECT list; SQLite must not be
+    # told it, since CAST there changes a value's affinity rather than checking it.
+    payload: Any = type_coerce(literal({}, JSON()), _outbox.c.payload.type)
+    if dialect == "postgresql":
+        payload = cast(payload, _outbox.c.payload.type)
+    return insert(_outbox).from_select(
+        ["created_at", "due_at", "kind", "channel", "alert_id", "payload", "status", "attempts"],
+        select(
+            type_coerce(bindparam("p_now"), _outbox.c.created_at.type),
+            type_coerce(bindparam("p_now"), _outbox.c.due_at.type),
+            literal(UPDATE),
+            bindparam("p_channel"),
+            bindparam("p_alert"),
+            payload,
+            literal(_PENDING),
+            literal(0),
+        ).where(~_waiting_for(bindparam("p_alert"))),
+    )
+
+
+# The check and the insert in one statement, built once per dialect: a failure storm
+# queues an update for nearly every event, and this is most of what each costs. Two
+# transactions racing past the check queue two updates, which the worker folds into one
+# when it claims them.
+_QUEUE_UPDATE = {name: _queue_update_statement(name) for name in ("sqlite", "postgresql")}
+
+
+def queue_update(session: Session, *, alert_id: int, channel: str, now: datetime) -> None:
+    """Queue a chat.update of the alert's message, unless one is already waiting."""
+    statement = _QUEUE_UPDATE[session.get_bind().dialect.name]
+    session.connection().execute(
+        statement, {"p_now": now, "p_channel": channel, "p_alert": alert_id}
+    )
+
+
+_INSERT = insert(_outbox).returning(_outbox.c.id)
+
+
 def enqueue(
     session: Session,
     *,
@@ -28,30 +93,25 @@ def enqueue(
     now: datetime,
     alert_id: int | None = None,
     payload: dict[str, Any] | None = None,
-) -> OutboxMessage | None:
-    """Queue one write. An update is not queued twice while one is already waiting: the
-    waiting one will render the alert as it is when it is sent."""
+) -> int | None:
+    """Queue one write; its outbox id, or None when it was not needed. An update is not
+    queued while one is already waiting: the waiting one will render the alert as it is when
+    it is sent."""
     if kind == UPDATE and alert_id is not None:
-        waiting = session.scalar(
-            select(OutboxMessage.id).where(
-                OutboxMessage.alert_id == alert_id,
-                OutboxMessage.kind.in_((POST, UPDATE)),
-                OutboxMessage.status == OutboxStatus.PENDING.value,
-                OutboxMessage.claimed_by.is_(None),
-            )
-        )
-        if waiting is not None:
+        if session.connection().execute(select(_waiting_for(alert_id))).scalar():
             return None
-    message = OutboxMessage(
-        created_at=now,
-        due_at=now,
-        kind=kind,
-        channel=channel,
-        alert_id=alert_id,
-        payload=payload or {},
-        status=OutboxStatus.PENDING.value,
-        attempts=0,
+    row = session.connection().execute(
+        _INSERT,
+        {
+            "created_at": now,
+            "due_at": now,
+            "kind": kind,
+            "channel": channel,
+            "alert_id": alert_id,
+            "payload": payload or {},
+            "status": _PENDING,
+            "attempts": 0,
+        },
     )
-    session.add(message)
-    session.flush()
-    return message
+    message_id: int = row.scalar_one()
+    return message_id

@@ -14,6 +14,38 @@ from storage.models import Alert, AlertStatus, Integration, Review, Silence, Sys
 OPEN_STATUSES = (AlertStatus.FIRING.value, AlertStatus.ACKNOWLEDGED.value)
 
 
+@dataclass(frozen=True)
+class Route:
+    """Where an integration's alerts go: all that intake needs of it."""
+
+    id: str
+    channel: str
+    silenced: bool
+
+
+_SILENCED_NOW = (
+    select(Silence.id)
+    .where(
+        Silence.integration_id == Integration.id,
+        Silence.starts_at <= bindparam("now", type_=Silence.starts_at.type),
+        Silence.ends_at > bindparam("now", type_=Silence.ends_at.type),
+    )
+    .exists()
+)
+_ROUTES = select(Integration.id, Integration.channel, _SILENCED_NOW).where(
+    Integration.id.in_(bindparam("names", expanding=True)), Integration.removed_at.is_(None)
+)
+
+
+def routes(session: Session, names: set[str], now: datetime) -> dict[str, Route]:
+    """The live integrations among `names`, by name, in one statement."""
+    rows = session.connection().execute(_ROUTES, {"names": sorted(names), "now": now})
+    return {
+        integration_id: Route(integration_id, channel, bool(silenced))
+        for integration_id, channel, silenced in rows
+    }
+
+
 def integration(session: Session, integration_id: str) -> Integration | None:
     found = session.get(Integration, integration_id)
     return found if found is not None and found.removed_at is None else None

@@ -9,6 +9,11 @@ to fail the next call to a method (429 with ``Retry-After``, 5xx, or a Slack err
         client.chat_postMessage(channel="C111", text="hi")
         [call] = fake.calls_to("chat.postMessage")
 
+Like Slack, it keeps what was posted: ``chat.postMessage`` (with any ``metadata``),
+``chat.update`` and ``chat.delete`` change what ``conversations.history`` and
+``conversations.replies`` return. A message's ts is the time it was posted, by ``clock``
+(``time.time`` unless a test gives its own), kept unique and increasing as Slack keeps it.
+
 Besides ``/api/<method>`` it serves:
 
 - ``POST /upload/v1/<file_id>``: the upload URL that ``files.getUploadURLExternal`` hands out;
@@ -20,11 +25,14 @@ Besides ``/api/<method>`` it serves:
 
 from __future__ import annotations
 
+import base64
+import binascii
 import itertools
 import json
 import mimetypes
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.message import Message
@@ -46,10 +54,15 @@ class Call:
     method: str  # "chat.postMessage", or "upload:<file_id>", or "response:<name>"
     args: JSON  # query string, form and JSON body fields merged
     headers: dict[str, str]  # keys lower-cased
-    time: float  # time.time() when received
+    time: float  # time.time() when the answer was ready: the end of the call, as Slack sees it
     body: bytes
     status: int  # HTTP status answered
     response: JSON
+    received: float = 0.0  # time.time() when the request arrived: the start of the call
+
+    @property
+    def answered(self) -> float:
+        return self.time
 
     @property
     def ok(self) -> bool:
@@ -83,12 +96,14 @@ class FakeSlack:
         bot_user_id: str = "U0BOT",
         bot_id: str = "B0BOT",
         app_id: str = "A111",
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.team_id = team_id
         self.team_domain = team_domain
         self.bot_user_id = bot_user_id
         self.bot_id = bot_id
         self.app_id = app_id
+        self.clock = clock
         # Tests may put entries here to shape users.info / conversations.info answers.
         self.users: dict[str, JSON] = {}
         self.channels: dict[str, JSON] = {}
@@ -96,8 +111,11 @@ class FakeSlack:
         self._calls: list[Call] = []
         self._failures: dict[str, list[_Failure]] = {}
         self._files: dict[str, JSON] = {}
+        self._delays: dict[str, deque[float]] = {}
+        # What Slack holds: each channel's messages, oldest first, thread replies included.
+        self._messages: dict[str, list[JSON]] = {}
         self._cond = threading.Condition()
-        self._ts_seq = itertools.count(1)
+        self._last_ts_micros = 0
         self._id_seq = itertools.count(1)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -182,12 +200,19 @@ class FakeSlack:
                 self._cond.wait(left)
 
     def clear(self) -> None:
-        """Forget recorded calls, uploads and pending failures."""
+        """Forget recorded calls, uploads, pending failures and delays. The messages stay
+        posted, as they would on Slack."""
         with self._cond:
             self._calls.clear()
             self._failures.clear()
+            self._delays.clear()
             self.uploads.clear()
             self._files.clear()
+
+    def messages(self, channel: str) -> list[JSON]:
+        """A copy of what the channel holds now, oldest first, thread replies included."""
+        with self._cond:
+            return [dict(m) for m in self._messages.get(channel, [])]
 
     # -- failure injection -------------------------------------------------------------------
 
@@ -226,6 +251,18 @@ class FakeSlack:
                 )
             )
 
+    def delay_next(self, method: str, *seconds: float) -> None:
+        """Make the next calls to ``method`` take this long each, in order, before Slack
+        handles them (a failure injected with ``fail_next`` as well): a slow or jittery Slack.
+        The call's ``received`` and ``time`` tell when it started and ended."""
+        with self._cond:
+            self._delays.setdefault(method, deque()).extend(seconds)
+
+    def _take_delay(self, method: str) -> float:
+        with self._cond:
+            pending = self._delays.get(method)
+            return pending.popleft() if pending else 0.0
+
     def _take_failure(self, method: str) -> _Failure | None:
         with self._cond:
             pending = self._failures.get(method)
@@ -240,11 +277,15 @@ class FakeSlack:
     # -- request handling (called from server threads) ---------------------------------------
 
     def _handle(self, path: str, headers: Message, body: bytes) -> _Reply:
+        received = time.time()
         split = urlsplit(path)
         args = _parse_args(split.query, headers.get("Content-Type", ""), body)
         parts = split.path.strip("/").split("/")
         if len(parts) == 2 and parts[0] == "api":
             label = parts[1]
+            delay = self._take_delay(label)
+            if delay > 0:
+                time.sleep(delay)  # a server thread per request: others are not held up
             reply = self._api(label, headers, args)
         elif len(parts) == 3 and parts[:2] == ["upload", "v1"]:
             label = f"upload:{parts[2]}"
@@ -263,6 +304,7 @@ class FakeSlack:
             body=body,
             status=reply.status,
             response=reply.body,
+            received=received,
         )
         with self._cond:
             self._calls.append(call)
@@ -312,9 +354,12 @@ class FakeSlack:
     # -- ids and shapes ----------------------------------------------------------------------
 
     def next_ts(self) -> str:
-        """A unique, increasing message ts, like ``1700000000.000100``."""
-        micros = next(self._ts_seq) * 100
-        return f"{1_700_000_000 + micros // 1_000_000}.{micros % 1_000_000:06d}"
+        """A message ts like ``1700000000.000100``: the time by ``clock``, moved on when
+        needed so that every ts is unique and later than the one before, as on Slack."""
+        with self._cond:
+            micros = max(round(self.clock() * 1_000_000), self._last_ts_micros + 100)
+            self._last_ts_micros = micros
+        return f"{micros // 1_000_000}.{micros % 1_000_000:06d}"
 
     def _next_id(self, prefix: str) -> str:
         return f"{prefix}{next(self._id_seq):08d}"
@@ -336,6 +381,44 @@ class FakeSlack:
         if args.get("thread_ts"):
             message["thread_ts"] = args["thread_ts"]
         return message
+
+    def _store(self, channel: str, message: JSON) -> None:
+        with self._cond:
+            held = self._messages.setdefault(channel, [])
+            held.append(dict(message))
+            thread_ts = message.get("thread_ts")
+            parent = _find(held, thread_ts) if thread_ts else None
+            if parent is not None:
+                # The parent of a thread carries its own ts as thread_ts and a summary of the
+                # replies, as Slack's does.
+                parent["thread_ts"] = thread_ts
+                parent["reply_count"] = int(parent.get("reply_count") or 0) + 1
+                parent["latest_reply"] = message["ts"]
+
+    def _edit(self, channel: str, ts: str, args: JSON) -> bool:
+        with self._cond:
+            message = _find(self._messages.get(channel, []), ts)
+            if message is None:
+                return False
+            message["text"] = args.get("text", message.get("text", ""))
+            for key in ("blocks", "attachments", "metadata"):
+                if key in args:
+                    message[key] = _json_arg(args[key])
+            message["edited"] = {"user": self.bot_user_id, "ts": self.next_ts()}
+            return True
+
+    def _remove(self, channel: str, ts: str) -> bool:
+        with self._cond:
+            held = self._messages.get(channel, [])
+            message = _find(held, ts)
+            if message is None:
+                return False
+            held.remove(message)
+            return True
+
+    def _listed(self, channel: str, keep: Callable[[JSON], bool]) -> list[JSON]:
+        with self._cond:
+            return [dict(m) for m in self._messages.get(channel, []) if keep(m)]
 
     def _permalink(self, channel: str, ts: str) -> str:
         return f"https://{self.team_domain}.slack.com/archives/{channel}/p{ts.replace('.', '')}"
@@ -396,12 +479,20 @@ def _post_message(fake: FakeSlack, args: JSON, token: str) -> JSON:
         return {"ok": False, "error": "channel_not_found"}
     if not any(args.get(k) for k in ("text", "blocks", "attachments")):
         return {"ok": False, "error": "no_text"}
+    if "metadata" in args and not _valid_metadata(_json_arg(args["metadata"])):
+        return {"ok": False, "error": "invalid_metadata_format"}
     ts = fake.next_ts()
-    return {"channel": _channel(args), "ts": ts, "message": fake._message(args, ts)}
+    channel = _channel(args)
+    message = fake._message(args, ts)
+    fake._store(channel, message)
+    return {"channel": channel, "ts": ts, "message": message}
 
 
 def _update(fake: FakeSlack, args: JSON, token: str) -> JSON:
     ts = str(args.get("ts", ""))
+    # Tests may update a message this fake never saw posted; Slack would answer
+    # message_not_found, but answering ok keeps such tests short.
+    fake._edit(_channel(args), ts, args)
     return {
         "channel": _channel(args),
         "ts": ts,
@@ -415,7 +506,152 @@ def _post_ephemeral(fake: FakeSlack, args: JSON, token: str) -> JSON:
 
 
 def _delete(fake: FakeSlack, args: JSON, token: str) -> JSON:
+    fake._remove(_channel(args), str(args.get("ts", "")))
     return {"channel": _channel(args), "ts": str(args.get("ts", ""))}
+
+
+def _history(fake: FakeSlack, args: JSON, token: str) -> JSON:
+    """conversations.history: the channel's messages and thread parents, not the replies in
+    threads, between ``oldest`` and ``latest``, newest first, paged by a cursor."""
+    channel = _channel(args)
+    if not channel:
+        return {"ok": False, "error": "channel_not_found"}
+    window = _window(args)
+    if isinstance(window, str):
+        return {"ok": False, "error": window}
+    top_level = fake._listed(
+        channel, lambda m: m.get("thread_ts") in (None, m["ts"]) and _inside(m, window)
+    )
+    newest_first = sorted(top_level, key=lambda m: _micros(m["ts"]), reverse=True)
+    page = _page(newest_first, args, newest_first=True)
+    if page is None:
+        return {"ok": False, "error": "invalid_cursor"}
+    messages, next_cursor = page
+    data: JSON = {
+        "messages": [_shown(m, args) for m in messages],
+        "has_more": bool(next_cursor),
+        "pin_count": 0,
+        "channel_actions_ts": None,
+        "channel_actions_count": 0,
+    }
+    if next_cursor:
+        data["response_metadata"] = {"next_cursor": next_cursor}
+    return data
+
+
+def _replies(fake: FakeSlack, args: JSON, token: str) -> JSON:
+    """conversations.replies: a thread's parent first, then its replies, oldest first."""
+    channel = _channel(args)
+    thread_ts = str(args.get("ts", ""))
+    window = _window(args)
+    if isinstance(window, str):
+        return {"ok": False, "error": window}
+    held = fake._listed(channel, lambda m: m["ts"] == thread_ts or m.get("thread_ts") == thread_ts)
+    parent = next((m for m in held if m["ts"] == thread_ts), None)
+    if parent is None:
+        return {"ok": False, "error": "thread_not_found"}
+    replies = [m for m in held if m is not parent and _inside(m, window)]
+    thread = [parent, *sorted(replies, key=lambda m: _micros(m["ts"]))]
+    page = _page(thread, args, newest_first=False)
+    if page is None:
+        return {"ok": False, "error": "invalid_cursor"}
+    messages, next_cursor = page
+    data: JSON = {"messages": [_shown(m, args) for m in messages], "has_more": bool(next_cursor)}
+    if next_cursor:
+        data["response_metadata"] = {"next_cursor": next_cursor}
+    return data
+
+
+def _valid_metadata(value: Any) -> bool:
+    return (
+        isinstance(value, Mapping)
+        and isinstance(value.get("event_type"), str)
+        and bool(value["event_type"])
+        and isinstance(value.get("event_payload"), Mapping)
+    )
+
+
+def _find(messages: list[JSON], ts: str) -> JSON | None:
+    return next((m for m in messages if m.get("ts") == ts), None)
+
+
+def _micros(ts: Any) -> int:
+    """A Slack ts (``"1700000000.000100"``) as whole microseconds, compared exactly."""
+    seconds, _, fraction = str(ts).partition(".")
+    return int(seconds or 0) * 1_000_000 + int((fraction + "000000")[:6])
+
+
+def _flag(value: Any) -> bool:
+    """Slack reads booleans sent as ``true``/``1`` (slack_sdk sends ``1`` in a query)."""
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in ("1", "true")
+
+
+def _window(args: JSON) -> tuple[int, int, bool] | str:
+    """``oldest``, ``latest`` (default: now) in microseconds and ``inclusive``, or the error
+    Slack answers for a time that is not a ts."""
+    try:
+        oldest = _micros(args.get("oldest") or 0)
+    except ValueError:
+        return "invalid_ts_oldest"
+    try:
+        latest = _micros(args["latest"]) if args.get("latest") else 1 << 62
+    except ValueError:
+        return "invalid_ts_latest"
+    return oldest, latest, _flag(args.get("inclusive", False))
+
+
+def _inside(message: JSON, window: tuple[int, int, bool]) -> bool:
+    oldest, latest, inclusive = window
+    ts = _micros(message["ts"])
+    if inclusive:
+        return oldest <= ts <= latest
+    return oldest < ts < latest
+
+
+def _page(messages: list[JSON], args: JSON, *, newest_first: bool) -> tuple[list[JSON], str] | None:
+    """One page of at most ``limit`` messages from the ``cursor`` on, and the cursor of the
+    next page ("" when this is the last). Slack's cursors are opaque; these are, like Slack's,
+    base64 of ``next_ts:<ts without its dot>``. None for a cursor that is not one."""
+    try:
+        limit = int(args.get("limit") or 100)
+    except ValueError:
+        limit = 100
+    limit = min(max(limit, 1), 999)  # Slack caps a page below 1,000
+    start = 0
+    if args.get("cursor"):
+        try:
+            decoded = base64.b64decode(str(args["cursor"]), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        prefix, _, at = decoded.partition(":")
+        if prefix != "next_ts" or not at.isdigit():
+            return None
+        first = int(at)
+        # The page starts at the message the cursor names, or where it would be.
+        start = next(
+            (
+                i
+                for i, m in enumerate(messages)
+                if (_micros(m["ts"]) <= first if newest_first else _micros(m["ts"]) >= first)
+            ),
+            len(messages),
+        )
+    page = messages[start : start + limit]
+    rest = messages[start + limit :]
+    if not rest:
+        return page, ""
+    following = str(_micros(rest[0]["ts"]))
+    return page, base64.b64encode(f"next_ts:{following}".encode()).decode()
+
+
+def _shown(message: JSON, args: JSON) -> JSON:
+    """A stored message as a read method shows it: metadata only to those who ask for it."""
+    shown = dict(message)
+    if not _flag(args.get("include_all_metadata", False)):
+        shown.pop("metadata", None)
+    return shown
 
 
 def _permalink(fake: FakeSlack, args: JSON, token: str) -> JSON:
@@ -518,6 +754,8 @@ _API_METHODS: dict[str, Callable[[FakeSlack, JSON, str], JSON]] = {
     "chat.update": _update,
     "chat.postEphemeral": _post_ephemeral,
     "chat.delete": _delete,
+    "conversations.history": _history,
+    "conversations.replies": _replies,
     "chat.getPermalink": _permalink,
     "views.open": _views_open,
     "views.push": _views_open,

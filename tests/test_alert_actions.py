@@ -4,7 +4,7 @@ import json
 
 from sqlalchemy import select
 
-from storage.models import Alert, AlertTransition, OutboxMessage, Silence
+from storage.models import Alert, AlertTransition, Change, OutboxMessage, Silence
 from tests.conftest import WEBHOOK_TOKEN
 from tests.slack_signing import signed_headers, slash_command_body
 
@@ -82,6 +82,12 @@ def test_silence_holds_back_posts_but_still_records_and_counts(slack_server):
     )
     [silence] = stored(slack_server, Silence)
     assert (silence.reason, silence.created_by) == ("vendor maintenance window", "U0OWNER01")
+    [change] = stored(slack_server, Change)  # the silence is logged as a change (issue 3)
+    assert (change.category, change.author, change.integration_id) == (
+        "silence",
+        "U0OWNER01",
+        "crm",
+    )
     fire(slack_server)
     fire(slack_server)
     [alert] = stored(slack_server, Alert)
@@ -105,6 +111,7 @@ def test_silence_refuses_a_bad_duration(slack_server):
     answer = command(slack_server, "silence crm two-hours")
     assert "is not a duration" in answer
     assert stored(slack_server, Silence) == []
+    assert stored(slack_server, Change) == []
 
 
 def test_alerts_lists_open_alerts_newest_first(slack_server):

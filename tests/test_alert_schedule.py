@@ -7,8 +7,8 @@ from sqlalchemy import select
 
 from bot import wire_ids
 from commands.alert_actions import acknowledge, resolve, silence
+from commands.alert_intake import ingest
 from commands.alert_messages import AlertActions, render_current
-from commands.alerts import ingest
 from commands.intake import parse_generic
 from storage.db import transaction
 from storage.models import Alert, OutboxMessage

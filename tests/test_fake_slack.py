@@ -220,3 +220,142 @@ def test_interactive_body_carries_the_payload_as_json():
 
     assert raw.startswith("{")
     assert load_payload("view_submission.json") == payload
+
+
+# -- what Slack keeps: metadata, history, threads -------------------------------------------
+
+METADATA = {"event_type": "integ_outbox", "event_payload": {"outbox_id": 7}}
+
+
+def test_chat_post_message_keeps_metadata_and_history_shows_it_only_when_asked(
+    fake: FakeSlack, client: WebClient
+):
+    posted = client.chat_postMessage(channel="C111", text="alert", metadata=METADATA)
+
+    assert posted["message"]["metadata"] == METADATA
+    [plain] = client.conversations_history(channel="C111")["messages"]
+    [full] = client.conversations_history(channel="C111", include_all_metadata=True)["messages"]
+    assert "metadata" not in plain
+    assert full["metadata"] == METADATA
+    assert (full["ts"], full["text"], full["bot_id"]) == (posted["ts"], "alert", "B0BOT")
+    # slack_sdk sends the flag as "1" in the query string of a GET, as Slack accepts it.
+    history = fake.calls_to("conversations.history")[-1]
+    assert history.args["include_all_metadata"] == "1"
+
+
+def test_metadata_without_an_event_type_is_refused_like_slack_refuses_it(client: WebClient):
+    with pytest.raises(SlackApiError) as raised:
+        client.chat_postMessage(channel="C111", text="x", metadata={"event_payload": {}})
+
+    assert raised.value.response["error"] == "invalid_metadata_format"
+    assert client.conversations_history(channel="C111")["messages"] == []
+
+
+def test_history_lists_newest_first_between_oldest_and_latest(client: WebClient):
+    ts = [client.chat_postMessage(channel="C111", text=f"m{n}")["ts"] for n in range(4)]
+    client.chat_postMessage(channel="C222", text="elsewhere")
+
+    everything = client.conversations_history(channel="C111")
+    between = client.conversations_history(channel="C111", oldest=ts[0], latest=ts[3])
+    inclusive = client.conversations_history(
+        channel="C111", oldest=ts[0], latest=ts[3], inclusive=True
+    )
+
+    assert [m["text"] for m in everything["messages"]] == ["m3", "m2", "m1", "m0"]
+    assert everything["has_more"] is False
+    assert "response_metadata" not in everything or not everything["response_metadata"].get(
+        "next_cursor"
+    )
+    assert [m["ts"] for m in between["messages"]] == [ts[2], ts[1]]
+    assert [m["ts"] for m in inclusive["messages"]] == [ts[3], ts[2], ts[1], ts[0]]
+
+
+def test_history_pages_with_a_cursor_until_has_more_is_false(client: WebClient):
+    for n in range(5):
+        client.chat_postMessage(channel="C111", text=f"m{n}")
+
+    pages: list[list[str]] = []
+    cursor = None
+    while True:
+        page = client.conversations_history(channel="C111", limit=2, cursor=cursor)
+        pages.append([m["text"] for m in page["messages"]])
+        if not page["has_more"]:
+            break
+        cursor = page["response_metadata"]["next_cursor"]
+        assert cursor
+
+    assert pages == [["m4", "m3"], ["m2", "m1"], ["m0"]]
+
+
+def test_a_cursor_that_is_not_one_is_refused(client: WebClient):
+    client.chat_postMessage(channel="C111", text="m0")
+
+    with pytest.raises(SlackApiError) as raised:
+        client.conversations_history(channel="C111", cursor="not-a-cursor")
+
+    assert raised.value.response["error"] == "invalid_cursor"
+
+
+def test_thread_replies_are_in_conversations_replies_not_in_history(client: WebClient):
+    parent = client.chat_postMessage(channel="C111", text="alert")["ts"]
+    reply = client.chat_postMessage(
+        channel="C111", text="acknowledged", thread_ts=parent, metadata=METADATA
+    )["ts"]
+
+    [listed] = client.conversations_history(channel="C111")["messages"]
+    thread = client.conversations_replies(channel="C111", ts=parent, include_all_metadata=True)
+
+    assert listed["ts"] == parent
+    assert (listed["thread_ts"], listed["reply_count"], listed["latest_reply"]) == (
+        parent,
+        1,
+        reply,
+    )
+    assert [(m["ts"], m.get("thread_ts")) for m in thread["messages"]] == [
+        (parent, parent),
+        (reply, parent),
+    ]
+    assert thread["messages"][1]["metadata"] == METADATA
+    with pytest.raises(SlackApiError) as raised:
+        client.conversations_replies(channel="C111", ts="1.000001")
+    assert raised.value.response["error"] == "thread_not_found"
+
+
+def test_updates_and_deletions_show_in_history(client: WebClient):
+    first = client.chat_postMessage(channel="C111", text="firing")["ts"]
+    second = client.chat_postMessage(channel="C111", text="also firing")["ts"]
+
+    client.chat_update(channel="C111", ts=first, text="resolved")
+    client.chat_delete(channel="C111", ts=second)
+
+    [message] = client.conversations_history(channel="C111")["messages"]
+    assert (message["ts"], message["text"]) == (first, "resolved")
+    assert "edited" in message
+
+
+def test_a_message_ts_is_the_time_it_was_posted_by_the_fakes_clock():
+    now = [1_800_000_000.25]
+    with FakeSlack(clock=lambda: now[0]) as fake:
+        client = WebClient(token="xoxb-test", base_url=fake.url)
+        first = client.chat_postMessage(channel="C111", text="a")["ts"]
+        second = client.chat_postMessage(channel="C111", text="b")["ts"]  # same instant
+        now[0] += 5
+        third = client.chat_postMessage(channel="C111", text="c")["ts"]
+
+    assert first == "1800000000.250000"
+    assert second == "1800000000.250100"  # unique and later, though the clock stood still
+    assert third == "1800000005.250000"
+
+
+def test_a_delayed_call_records_when_it_started_and_when_it_was_answered(
+    fake: FakeSlack, client: WebClient
+):
+    fake.delay_next("chat.postMessage", 0.3)
+
+    client.chat_postMessage(channel="C111", text="slow")
+    client.chat_postMessage(channel="C111", text="quick")
+
+    slow, quick = fake.calls_to("chat.postMessage")
+    assert slow.answered - slow.received >= 0.3
+    assert quick.answered - quick.received < 0.3
+    assert quick.received >= slow.answered

@@ -4,22 +4,27 @@ honours Retry-After, retries with backoff, keeps order per alert and never sends
 The worker talks HTTP to the fake Slack Web API on loopback. Time for due dates, pacing and
 backoff comes from the injected clock, so the tests move it and call `run_once()` instead of
 sleeping; only the tests of the running threads wait in real time.
+
+Pacing: a channel's next write may start 1.1 s after the previous call to it returned (Slack
+allows one a second; the margin covers clocks). Under the injected clock a call takes no time
+unless a test's sender says it does, so "1.1 s after the call" is 1.1 s after the last step.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
-from datetime import timedelta
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import select, update
 
-from bot.deps import Deps
-from bot.outbox_worker import ConsoleSender, OutboxWorker, SlackSender
+from bot.deps import Deps, utcnow
+from bot.outbox_worker import ConsoleSender, Delivered, OutboxWorker, Sender, SlackSender
 from bot.runtime import Runtime
 from commands.outbox import MESSAGE, POST, REPLY, UPDATE, enqueue
 from storage.db import make_engine, make_session_factory, transaction
@@ -29,6 +34,14 @@ from tests.fake_slack import Call, FakeSlack
 from tests.slack_signing import SIGNING_SECRET
 
 CHANNEL = "C0INTEG01"  # the channel of integration "crm" in examples/catalog.yml
+
+
+@pytest.fixture
+def fake_slack(clock: FixedClock) -> Iterator[FakeSlack]:
+    # Slack stamps a message with the time it was posted; here that is the injected clock's
+    # time, so the worker's own times and the messages' ts agree as they do in production.
+    with FakeSlack(clock=lambda: clock.now.timestamp()) as fake:
+        yield fake
 
 
 @pytest.fixture
@@ -83,7 +96,7 @@ def queue(
 ) -> int | None:
     """Queue the way the bot does, through `enqueue`."""
     with transaction(runtime.deps.sessions) as session:
-        message = enqueue(
+        return enqueue(
             session,
             kind=kind,
             channel=channel,
@@ -91,7 +104,6 @@ def queue(
             alert_id=alert_id,
             payload=payload,
         )
-        return message.id if message is not None else None
 
 
 def queue_row(runtime: Runtime, kind: str, alert_id: int, *, channel: str = CHANNEL) -> int:
@@ -135,8 +147,19 @@ def attempts(runtime: Runtime, message_id: int) -> list[OutboxAttempt]:
         )
 
 
-def later(clock: FixedClock, seconds: float = 1) -> None:
+def later(clock: FixedClock, seconds: float) -> None:
     clock.now += timedelta(seconds=seconds)
+
+
+def after_pace(clock: FixedClock) -> None:
+    """Move past the channel's pace after a write: 1.1 s after the call returned."""
+    later(clock, 1.1)
+
+
+def outbox_id_of(call: Call) -> int:
+    metadata = call.args["metadata"]
+    assert metadata["event_type"] == "integ_outbox"
+    return int(metadata["event_payload"]["outbox_id"])
 
 
 def ok_calls(fake: FakeSlack, method: str = "chat.postMessage") -> list[Call]:
@@ -151,6 +174,81 @@ def alert_of(call: Call) -> str:
 
 def sample(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+class TimedSender:
+    """A sender whose writes take time on the injected clock, as real calls take time on the
+    wall clock. It notes when each write started and returned, in that time; `during` runs
+    while a write is still in flight."""
+
+    def __init__(
+        self,
+        inner: Sender,
+        clock: FixedClock,
+        takes: Iterator[float],
+        spans: list[tuple[datetime, datetime]],
+        during: Callable[[], None] | None = None,
+    ) -> None:
+        self.inner = inner
+        self.clock = clock
+        self.takes = takes
+        self.spans = spans
+        self.during = during
+
+    def post(self, **kwargs: Any) -> Delivered:
+        return self._timed(lambda: self.inner.post(**kwargs))
+
+    def update(self, **kwargs: Any) -> Delivered:
+        return self._timed(lambda: self.inner.update(**kwargs))
+
+    def find_posted(self, **kwargs: Any) -> Delivered | None:
+        return self.inner.find_posted(**kwargs)
+
+    def _timed(self, call: Callable[[], Delivered]) -> Delivered:
+        started = self.clock.now
+        delivered = call()
+        later(self.clock, next(self.takes))
+        if self.during is not None:
+            self.during()
+        self.spans.append((started, self.clock.now))
+        return delivered
+
+
+class Died(BaseException):
+    """The process ending: nothing after it runs, not even the worker's `except Exception`."""
+
+
+class DiesWhenSlackAnswers:
+    """A sender whose process dies right after Slack accepted a write, before the worker
+    could record it: the ts Slack returned is lost with the process."""
+
+    def __init__(self, inner: Sender) -> None:
+        self.inner = inner
+
+    def post(self, **kwargs: Any) -> Delivered:
+        self.inner.post(**kwargs)
+        raise Died
+
+    def update(self, **kwargs: Any) -> Delivered:
+        self.inner.update(**kwargs)
+        raise Died
+
+    def find_posted(self, **kwargs: Any) -> Delivered | None:
+        return self.inner.find_posted(**kwargs)
+
+
+def dies_after_posting(runtime: Runtime, fake_slack: FakeSlack) -> Call:
+    """Run a worker that posts the next message and dies before recording it."""
+    doomed = OutboxWorker(
+        runtime.deps,
+        DiesWhenSlackAnswers(SlackSender(BOT_TOKEN, fake_slack.url)),
+        worker_id="doomed",
+    )
+    with pytest.raises(Died):
+        doomed.run_once()
+    posted = fake_slack.calls_to("chat.postMessage")[-1]
+    assert posted.ok
+    return posted
 
 
 # -- posts, updates, replies ----------------------------------------------------------------
@@ -171,6 +269,13 @@ def test_a_queued_post_reaches_chat_post_message_once_and_the_alert_keeps_its_ts
     assert "Nightly load failed" in call.args["text"]
     assert alert_of(call) == f"alert-{alert_id}"
     assert call.args["unfurl_links"] is False and call.args["unfurl_media"] is False
+    # The message names its outbox row, so that it can be found again after a crash.
+    assert call.args["metadata"] == {
+        "event_type": "integ_outbox",
+        "event_payload": {"outbox_id": message_id},
+    }
+    # A first claim posts straight away: no history lookup on the normal path.
+    assert [c.method for c in fake_slack.calls] == ["chat.postMessage"]
     alert = alert_row(runtime, alert_id)
     assert (alert.channel, alert.message_ts) == (CHANNEL, call.response["ts"])
     sent = row(runtime, message_id)
@@ -192,7 +297,7 @@ def test_an_update_after_the_post_goes_to_chat_update_with_the_stored_ts(
         acked.acknowledged_by = "U0OWNER01"
         acked.acknowledged_at = clock.now
     queue(runtime, UPDATE, alert_id)
-    later(clock)
+    after_pace(clock)
 
     assert worker.run_once() == 1
 
@@ -208,7 +313,7 @@ def test_three_queued_updates_become_one_chat_update(runtime, worker, fake_slack
     alert_id = new_alert(runtime)
     queue(runtime, POST, alert_id)
     worker.run_once()
-    later(clock)
+    after_pace(clock)
     first = queue(runtime, UPDATE, alert_id)
     assert queue(runtime, UPDATE, alert_id) is None  # folded into the waiting one
     second = queue_row(runtime, UPDATE, alert_id)
@@ -231,7 +336,7 @@ def test_a_reply_goes_into_the_alerts_thread(runtime, worker, fake_slack, clock)
     alert_id = new_alert(runtime)
     queue(runtime, POST, alert_id)
     worker.run_once()
-    later(clock)
+    after_pace(clock)
     queue(runtime, REPLY, alert_id, payload={"text": "Acknowledged by <@U0OWNER01>"})
 
     assert worker.run_once() == 1
@@ -253,7 +358,7 @@ def test_a_reply_queued_before_the_alert_was_posted_waits_for_the_post(
 
     queue(runtime, POST, alert_id)  # e.g. the silence ended
     assert worker.run_once() == 1
-    later(clock)
+    after_pace(clock)
     assert worker.run_once() == 1
 
     post, reply = fake_slack.calls_to("chat.postMessage")
@@ -267,7 +372,7 @@ def test_a_post_queued_twice_updates_the_message_instead_of_posting_it_again(
     alert_id = new_alert(runtime)
     queue(runtime, POST, alert_id)
     worker.run_once()
-    later(clock)
+    after_pace(clock)
     queue(runtime, POST, alert_id)
 
     assert worker.run_once() == 1
@@ -325,15 +430,19 @@ def test_a_500_is_retried_with_growing_backoff_and_sent_once(runtime, worker, fa
     worker.run_once()
     assert len(fake_slack.calls_to("chat.postMessage")) == 1  # not before the backoff ends
 
-    later(clock, 0.5)  # t+1
+    later(clock, 0.5)  # t+1: due, but the failed call paces the channel until t+1.1
     worker.run_once()
-    assert row(runtime, message_id).due_at == start + timedelta(seconds=3)  # 2 s
-    later(clock, 2)  # t+3
+    assert len(fake_slack.calls_to("chat.postMessage")) == 1
+    later(clock, 0.1)  # t+1.1
     worker.run_once()
-    assert row(runtime, message_id).due_at == start + timedelta(seconds=7)  # 4 s
+    assert len(fake_slack.calls_to("chat.postMessage")) == 2
+    assert row(runtime, message_id).due_at == start + timedelta(seconds=3.1)  # 2 s
+    later(clock, 2)  # t+3.1
+    worker.run_once()
+    assert row(runtime, message_id).due_at == start + timedelta(seconds=7.1)  # 4 s
     later(clock, 3.9)
     assert worker.run_once() == 0
-    later(clock, 0.1)  # t+7
+    later(clock, 0.1)  # t+7.1
     assert worker.run_once() == 1
 
     assert len(ok_calls(fake_slack)) == 1
@@ -352,7 +461,7 @@ def test_a_timeout_is_retried_and_the_message_sent(runtime, fake_slack, clock):
     [timed_out] = attempts(runtime, message_id)
     assert timed_out.http_status is None and "timed out" in (timed_out.error or "")
 
-    later(clock, 1)
+    after_pace(clock)  # the 1 s backoff, and the channel's pace after the call
     assert worker.run_once() == 1
     fake_slack.wait_for("chat.postMessage", 2)  # the slow answer is recorded late
     assert len(ok_calls(fake_slack)) == 1
@@ -394,10 +503,12 @@ def test_two_channels_are_paced_independently_and_one_channel_gets_one_write_a_s
     later(clock, 0.5)
     assert worker.run_once() == 0
     later(clock, 0.5)
+    assert worker.run_once() == 0  # a second after the calls: Slack's limit, no margin yet
+    later(clock, 0.1)
     assert worker.run_once() == 2
-    later(clock, 1)
+    after_pace(clock)
     assert worker.run_once() == 1
-    later(clock, 1)
+    after_pace(clock)
     assert worker.run_once() == 0
 
     texts = [(c.args["channel"], c.args["text"]) for c in fake_slack.calls_to("chat.postMessage")]
@@ -422,7 +533,7 @@ def test_order_per_alert_is_kept_even_when_the_post_was_rate_limited(
     later(clock, 4)
     assert worker.run_once() == 1
     for _ in range(3):
-        later(clock, 1)
+        after_pace(clock)
         worker.run_once()
 
     sent = [
@@ -436,6 +547,91 @@ def test_order_per_alert_is_kept_even_when_the_post_was_rate_limited(
         ("chat.postMessage", 200, True),
         ("chat.update", 200, False),
     ]
+
+
+def test_the_next_write_to_a_channel_starts_a_second_after_the_previous_call_returned(
+    runtime, fake_slack, clock
+):
+    for n in range(4):
+        queue(runtime, MESSAGE, channel="C0SLOW", payload={"text": f"m{n}"})
+    # Slack takes its own time to answer: slow, quick, slow, quick. Pacing from the claim
+    # would let a write follow a slow one within 0.1 s of its answer.
+    spans: list[tuple[datetime, datetime]] = []
+    sender = TimedSender(
+        SlackSender(BOT_TOKEN, fake_slack.url), clock, iter([0.9, 0.1, 0.6, 0.3]), spans
+    )
+    worker = OutboxWorker(runtime.deps, sender, worker_id="timed")
+
+    for _ in range(200):  # a look every 50 ms
+        worker.run_once()
+        later(clock, 0.05)
+
+    assert [c.args["text"] for c in fake_slack.calls_to("chat.postMessage")] == [
+        "m0",
+        "m1",
+        "m2",
+        "m3",
+    ]
+    assert len(spans) == 4
+    end_to_start = [(nxt[0] - prev[1]).total_seconds() for prev, nxt in pairwise(spans)]
+    assert min(end_to_start) >= 1.0, end_to_start
+
+
+def test_no_other_worker_writes_to_a_channel_while_a_call_to_it_is_in_flight(
+    runtime, fake_slack, clock
+):
+    queue(runtime, MESSAGE, channel="C0SLOW", payload={"text": "first"})
+    queue(runtime, MESSAGE, channel="C0SLOW", payload={"text": "second"})
+    slack = SlackSender(BOT_TOKEN, fake_slack.url)
+    other = OutboxWorker(runtime.deps, slack, worker_id="other")
+    sent_meanwhile: list[int] = []
+    # Slack takes 5 s to answer the first write; the other worker looks while it waits.
+    sender = TimedSender(
+        slack, clock, iter([5.0]), [], during=lambda: sent_meanwhile.append(other.run_once())
+    )
+    first = OutboxWorker(runtime.deps, sender, worker_id="first")
+
+    assert first.run_once() == 1
+
+    assert sent_meanwhile == [0]
+    later(clock, 1.0)
+    assert other.run_once() == 0
+    later(clock, 0.1)  # 1.1 s after the slow call returned
+    assert other.run_once() == 1
+    assert [c.args["text"] for c in fake_slack.calls_to("chat.postMessage")] == [
+        "first",
+        "second",
+    ]
+
+
+def test_writes_reach_a_jittery_slack_a_second_after_the_previous_call_to_the_channel_ended(
+    runtime, fake_slack, database_url
+):
+    """Real time, two workers on two engines, and a Slack that answers after 0.6, 0 and
+    0.4 s: measured by the fake, from the end of one call to the start of the next."""
+    for n in range(3):
+        queue(runtime, MESSAGE, channel="C0JITTER", payload={"text": f"j{n}"})
+    fake_slack.delay_next("chat.postMessage", 0.6, 0.0, 0.4)
+    engine = make_engine(database_url)
+    settings = runtime.deps.settings
+    sender = SlackSender(BOT_TOKEN, fake_slack.url)
+    workers = [
+        OutboxWorker(Deps(settings, runtime.deps.sessions, utcnow), sender, "a", 0.01),
+        OutboxWorker(Deps(settings, make_session_factory(engine), utcnow), sender, "b", 0.01),
+    ]
+    try:
+        for w in workers:
+            w.start()
+        fake_slack.wait_for("chat.postMessage", 3, timeout=15)
+    finally:
+        for w in workers:
+            w.stop()
+        engine.dispose()
+
+    calls = fake_slack.calls_to("chat.postMessage")
+    assert [c.args["text"] for c in calls] == ["j0", "j1", "j2"] and all(c.ok for c in calls)
+    end_to_start = [nxt.received - prev.answered for prev, nxt in pairwise(calls)]
+    assert min(end_to_start) >= 1.0, end_to_start
 
 
 # -- several workers, crashes, restarts ----------------------------------------------------
@@ -503,16 +699,25 @@ def test_a_worker_that_looked_before_another_sent_the_message_does_not_send_it_a
     assert len(fake_slack.calls_to("chat.postMessage")) == 1
 
 
-def test_a_claim_whose_lease_expired_is_picked_up_again(runtime, worker, fake_slack, clock):
-    alert_id = new_alert(runtime)
-    message_id = queue(runtime, POST, alert_id)
-    # A worker claimed it and died before sending: its lease runs for a minute.
+def claimed_by_a_worker_that_died(runtime: Runtime, message_id: int | None) -> None:
+    """A worker claimed the row and died before sending it: its lease runs for a minute."""
+    now = runtime.deps.clock()
     with transaction(runtime.deps.sessions) as session:
         session.execute(
             update(OutboxMessage)
             .where(OutboxMessage.id == message_id)
-            .values(claimed_by="crashed-worker", claimed_until=clock.now + timedelta(seconds=60))
+            .values(claimed_by="crashed-worker", claimed_until=now + timedelta(seconds=60))
         )
+
+
+def test_a_claim_whose_lease_expired_is_picked_up_again_and_posted_once(
+    runtime, worker, fake_slack, clock
+):
+    alert_id = new_alert(runtime)
+    message_id = queue(runtime, POST, alert_id)
+    assert message_id is not None
+    created = clock.now
+    claimed_by_a_worker_that_died(runtime, message_id)
 
     assert worker.run_once() == 0
     later(clock, 59)
@@ -522,9 +727,136 @@ def test_a_claim_whose_lease_expired_is_picked_up_again(runtime, worker, fake_sl
     later(clock, 2)
     assert worker.run_once() == 1
 
-    assert len(ok_calls(fake_slack)) == 1
+    # The dead worker might have posted it: Slack was asked first, and had nothing.
+    [looked] = fake_slack.calls_to("conversations.history")
+    assert looked.args["channel"] == CHANNEL
+    assert looked.args["include_all_metadata"] == "1"
+    assert float(looked.args["oldest"]) <= created.timestamp()
+    assert looked.response["messages"] == []
+    [post] = ok_calls(fake_slack)
+    assert outbox_id_of(post) == message_id
+    assert alert_row(runtime, alert_id).message_ts == post.response["ts"]
     resumed = row(runtime, message_id)
     assert (resumed.status, resumed.claimed_by) == ("sent", worker.worker_id)
+
+
+def test_a_post_slack_accepted_before_its_worker_died_is_recorded_and_not_posted_again(
+    runtime, worker, fake_slack, clock
+):
+    alert_id = new_alert(runtime)
+    message_id = queue(runtime, POST, alert_id)
+    created = clock.now
+    posted = dies_after_posting(runtime, fake_slack)
+    assert outbox_id_of(posted) == message_id
+    assert alert_row(runtime, alert_id).message_ts is None  # the ts died with the worker
+    # While the post is in doubt the alert is acknowledged; the update waits for the post.
+    with transaction(runtime.deps.sessions) as session:
+        acked = session.get_one(Alert, alert_id)
+        acked.status = "acknowledged"
+        acked.acknowledged_by = "U0OWNER01"
+        acked.acknowledged_at = clock.now
+    queue(runtime, UPDATE, alert_id)
+
+    later(clock, 59)
+    assert worker.run_once() == 0  # the dead worker's lease (and hold on the channel) runs
+    later(clock, 2)
+    assert worker.run_once() == 1
+    after_pace(clock)
+    assert worker.run_once() == 1  # the update, to the message found
+    after_pace(clock)
+    assert worker.run_once() == 0
+
+    assert len(fake_slack.calls_to("chat.postMessage")) == 1
+    [looked] = fake_slack.calls_to("conversations.history")
+    assert (looked.args["channel"], looked.args["include_all_metadata"]) == (CHANNEL, "1")
+    assert float(looked.args["oldest"]) <= created.timestamp()
+    alert = alert_row(runtime, alert_id)
+    assert (alert.channel, alert.message_ts) == (CHANNEL, posted.response["ts"])
+    found = row(runtime, message_id)
+    assert (found.status, found.result_ts, found.claimed_by) == (
+        "sent",
+        posted.response["ts"],
+        worker.worker_id,
+    )
+    assert [(a.ok, a.worker, a.error) for a in attempts(runtime, message_id)] == [
+        (True, worker.worker_id, "found by outbox id in conversations.history")
+    ]
+    [update] = fake_slack.calls_to("chat.update")
+    assert update.args["ts"] == posted.response["ts"]
+    assert "Acknowledged by <@U0OWNER01>" in str(update.args["blocks"])
+
+
+def test_a_thread_reply_slack_accepted_before_its_worker_died_is_not_posted_again(
+    runtime, worker, fake_slack, clock
+):
+    alert_id = new_alert(runtime)
+    queue(runtime, POST, alert_id)
+    assert worker.run_once() == 1
+    parent = alert_row(runtime, alert_id).message_ts
+    after_pace(clock)
+    reply_id = queue(runtime, REPLY, alert_id, payload={"text": "Acknowledged by <@U0OWNER01>"})
+    posted = dies_after_posting(runtime, fake_slack)
+    assert posted.args["thread_ts"] == parent
+
+    later(clock, 61)
+    assert worker.run_once() == 1
+
+    replies = [c for c in fake_slack.calls_to("chat.postMessage") if c.args.get("thread_ts")]
+    assert replies == [posted]
+    # A reply is not in the channel's history, only in its thread.
+    assert fake_slack.calls_to("conversations.history") == []
+    [looked] = fake_slack.calls_to("conversations.replies")
+    assert (looked.args["channel"], looked.args["ts"]) == (CHANNEL, parent)
+    assert row(runtime, reply_id).result_ts == posted.response["ts"]
+
+
+def test_when_the_history_cannot_be_read_the_post_waits_rather_than_risk_a_duplicate(
+    runtime, worker, fake_slack, clock
+):
+    alert_id = new_alert(runtime)
+    message_id = queue(runtime, POST, alert_id)
+    posted = dies_after_posting(runtime, fake_slack)
+    fake_slack.fail_next("conversations.history", 500)
+    later(clock, 61)
+    start = clock.now
+
+    assert worker.run_once() == 0
+
+    waiting = row(runtime, message_id)
+    assert (waiting.status, waiting.due_at) == ("pending", start + timedelta(seconds=1))
+    assert len(fake_slack.calls_to("chat.postMessage")) == 1
+    # Still marked: whichever worker claims it next must look before it posts.
+    assert waiting.claimed_by is not None and waiting.claimed_until is None
+
+    after_pace(clock)
+    assert worker.run_once() == 1
+
+    assert len(fake_slack.calls_to("chat.postMessage")) == 1
+    assert len(fake_slack.calls_to("conversations.history")) == 2
+    assert alert_row(runtime, alert_id).message_ts == posted.response["ts"]
+    assert [(a.ok, a.http_status) for a in attempts(runtime, message_id)] == [
+        (False, 500),
+        (True, 200),
+    ]
+
+
+def test_a_channel_whose_history_the_bot_cannot_read_still_gets_the_message_once(
+    runtime, worker, fake_slack, clock
+):
+    alert_id = new_alert(runtime)
+    message_id = queue(runtime, POST, alert_id)
+    claimed_by_a_worker_that_died(runtime, message_id)
+    # chat:write.public posts where the bot has not joined; reading needs membership.
+    fake_slack.fail_next("conversations.history", error="not_in_channel")
+    later(clock, 61)
+
+    assert worker.run_once() == 1
+    after_pace(clock)
+    assert worker.run_once() == 0
+
+    [post] = ok_calls(fake_slack)
+    assert outbox_id_of(post) == message_id
+    assert alert_row(runtime, alert_id).message_ts == post.response["ts"]
 
 
 def test_the_running_worker_sends_what_is_queued_and_stops_with_the_runtime(
@@ -555,7 +887,7 @@ def test_local_mode_prints_the_message_readably(
     queue(runtime, REPLY, alert_id, payload={"text": "Acknowledged by <@U0OWNER01>"})
 
     assert runtime.outbox.run_once() == 1
-    later(clock)
+    after_pace(clock)
     assert runtime.outbox.run_once() == 1
 
     out = capsys.readouterr().out
@@ -565,3 +897,21 @@ def test_local_mode_prints_the_message_readably(
     assert "Nightly load failed: nightly-load" in out
     assert "[Acknowledge] [Resolve]" in out
     assert f"[#{CHANNEL} thread {ts}] Acknowledged by @U0OWNER01" in out
+
+
+def test_local_mode_prints_a_message_whose_worker_died_before_recording_it(
+    database_url, make_runtime, clock, capsys: pytest.CaptureFixture[str]
+):
+    runtime = make_runtime(make_settings(database_url))
+    assert runtime.outbox is not None
+    message_id = queue(runtime, MESSAGE, channel=CHANNEL, payload={"text": "Catalog reloaded"})
+    claimed_by_a_worker_that_died(runtime, message_id)
+    later(clock, 61)
+
+    # The console has no history to ask: what a dead process printed is printed again.
+    assert runtime.outbox.run_once() == 1
+    after_pace(clock)
+    assert runtime.outbox.run_once() == 0
+
+    assert capsys.readouterr().out.count(f"[#{CHANNEL}] Catalog reloaded") == 1
+    assert row(runtime, message_id).status == "sent"
