@@ -457,6 +457,7 @@ class OutboxWorker:
         while not self._stopping.is_set():
             # Cleared before looking, so a notify() that arrives while sending is not lost.
             self._wake.clear()
+            started = time.monotonic()
             try:
                 sent = self.run_once(limit)
             except Exception:
@@ -469,8 +470,9 @@ class OutboxWorker:
                 self._wake.wait(self.poll_seconds)
                 # Every hook notifies; during an intake burst that meant dozens of passes a
                 # second for a few sends (bench/README.md, intake findings). Pacing allows
-                # one write per channel per second, so looking every 100 ms loses nothing.
-                self._stopping.wait(MIN_PASS_GAP)
+                # one write per channel per second, so looking at most every 100 ms loses
+                # nothing, and a lone alert after a quiet spell is not held back at all.
+                self._stopping.wait(MIN_PASS_GAP - (time.monotonic() - started))
 
     # -- one pass ---------------------------------------------------------------------------
 
@@ -691,13 +693,21 @@ class OutboxWorker:
                 "ratelimited", error=exc.error, http_status=429, retry_after=exc.retry_after
             )
         except TransientError as exc:
-            outcome = _Outcome("retry", error=exc.error, http_status=exc.http_status)
+            # A timeout, a 5xx or a broken connection does not say whether Slack made the
+            # message: one that creates a message is looked for before it is sent again.
+            outcome = _Outcome(
+                "retry",
+                error=exc.error,
+                http_status=exc.http_status,
+                unresolved=call.ts is None,
+            )
         except PermanentError as exc:
             outcome = _Outcome("failed", error=exc.error, http_status=exc.http_status)
         except Exception as exc:
             # Whatever else the transport raises (a reset socket, a proxy answering HTML):
-            # retried, because a lost alert is worse than a late one.
-            outcome = _Outcome("retry", error=f"{type(exc).__name__}: {exc}")
+            # retried, because a lost alert is worse than a late one, and looked for first.
+            error = f"{type(exc).__name__}: {exc}"
+            outcome = _Outcome("retry", error=error, unresolved=call.ts is None)
         else:
             outcome = _Outcome("ok", delivered=delivered, http_status=200)
         return outcome

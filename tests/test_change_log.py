@@ -253,7 +253,7 @@ def test_the_change_log_migration_upgrades_a_database_in_use_and_downgrades(data
                 ),
                 {"now": NOW},
             )
-        alembic.upgrade(config, "head")
+        alembic.upgrade(config, "0003")
         schema = inspect(engine)
         assert {c["name"] for c in schema.get_columns("changes")} == set(
             Change.__table__.columns.keys()
@@ -267,7 +267,7 @@ def test_the_change_log_migration_upgrades_a_database_in_use_and_downgrades(data
 
         alembic.downgrade(config, "0002")
         assert "changes" not in inspect(engine).get_table_names()
-        alembic.upgrade(config, "head")
+        alembic.upgrade(config, "0003")
         with engine.connect() as conn:
             assert conn.scalar(text("SELECT count(*) FROM integrations")) == 1
             assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0003"

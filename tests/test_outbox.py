@@ -467,6 +467,27 @@ def test_a_timeout_is_retried_and_the_message_sent(runtime, fake_slack, clock):
     assert len(ok_calls(fake_slack)) == 1
 
 
+def test_a_post_that_timed_out_but_reached_slack_is_found_and_not_posted_again(
+    runtime, fake_slack, clock
+):
+    sender = SlackSender(BOT_TOKEN, fake_slack.url, timeout=0.3)
+    worker = OutboxWorker(runtime.deps, sender, worker_id="impatient")
+    alert_id = new_alert(runtime)
+    message_id = queue(runtime, POST, alert_id)
+    fake_slack.delay_next("chat.postMessage", 1.0)  # Slack posts it, but answers too late
+
+    assert worker.run_once() == 0
+    [slow] = fake_slack.wait_for("chat.postMessage")  # recorded once answered
+    assert slow.ok
+
+    after_pace(clock)
+    assert worker.run_once() == 1
+    assert len(fake_slack.calls_to("chat.postMessage")) == 1
+    assert len(fake_slack.calls_to("conversations.history")) == 1
+    assert alert_row(runtime, alert_id).message_ts == slow.response["ts"]
+    assert row(runtime, message_id).status == "sent"
+
+
 def test_channel_not_found_marks_the_message_failed_without_retrying(
     runtime, worker, fake_slack, clock
 ):
