@@ -29,6 +29,7 @@ from bot import metrics
 from bot.deps import Deps
 from bot.hooks import make_hook_endpoint
 from bot.intake_writer import IntakeWriter
+from bot.pings import make_ping_endpoint
 from bot.request_body import BodyTooLarge, read_body
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ def build_http_app(
     *,
     intake: IntakeWriter,
     socket_mode_only: bool = False,
+    notify_outbox: Callable[[], None] = lambda: None,
 ) -> Starlette:
     slack_limiter = CapacityLimiter(SLACK_WORKERS)
 
@@ -133,4 +135,7 @@ def build_http_app(
         routes.append(
             Route(f"/hooks/{source}", _measured(f"hooks_{source}", endpoint), methods=["POST"])
         )
+    ping = _measured("ping", make_ping_endpoint(deps, notify_outbox))
+    routes.append(Route("/ping/{key}", ping, methods=["GET", "HEAD", "POST"]))
+    routes.append(Route("/ping/{key}/{kind}", ping, methods=["GET", "HEAD", "POST"]))
     return Starlette(routes=routes)

@@ -22,3 +22,4 @@ INTAKE_BATCH = Histogram(
     "Hook requests committed together in one transaction",
     buckets=(1, 2, 5, 10, 20, 50, 100, 200),
 )
+PINGS = Counter("integ_pings_total", "Heartbeat pings answered, by kind", ["kind"])

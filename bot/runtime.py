@@ -21,6 +21,7 @@ from bot.outbox_worker import OutboxWorker, build_sender, default_worker_id
 from bot.settings import Settings
 from bot.slack_app import build_bolt_app
 from commands.alert_schedule import escalate_due, post_after_silence
+from commands.heartbeats import raise_missed
 from storage.db import make_engine, make_session_factory, transaction
 from storage.migrate import upgrade
 
@@ -48,7 +49,10 @@ class Runtime:
         self.watcher.check()
         with transaction(self.deps.sessions) as session:
             now = self.deps.clock()
-            queued = escalate_due(session, now) + post_after_silence(session, now)
+            queued = raise_missed(session, now)
+        with transaction(self.deps.sessions) as session:
+            now = self.deps.clock()
+            queued += escalate_due(session, now) + post_after_silence(session, now)
         if queued and self.outbox is not None:
             self.outbox.notify()
 
@@ -104,7 +108,9 @@ def build_runtime(settings: Settings, clock: Callable[[], datetime] = utcnow) ->
     socket_only = bool(settings.slack_app_token) and not settings.slack_signing_secret
     # Hooks commit, then wake the worker, so an alert reaches Slack without waiting a poll.
     intake = IntakeWriter(deps, on_commit=outbox.notify)
-    http_app = build_http_app(deps, bolt, intake=intake, socket_mode_only=socket_only)
+    http_app = build_http_app(
+        deps, bolt, intake=intake, socket_mode_only=socket_only, notify_outbox=outbox.notify
+    )
     return Runtime(
         deps=deps,
         engine=engine,

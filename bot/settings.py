@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     integ_tick_seconds: float = Field(default=30, gt=0, allow_inf_nan=False)
     integ_status_poll_seconds: float = Field(default=300, gt=0, allow_inf_nan=False)
     integ_digest_channel: str | None = None
+    # Where people and jobs reach the bot, e.g. https://integ-bot.example.edu; shown in ping
+    # URLs. Unset: the path alone is shown.
+    integ_public_url: str | None = Field(default=None, pattern=r"^https?://")
     port: int = Field(default=3000, ge=1, le=65535)
 
     @field_validator(
@@ -58,6 +61,7 @@ class Settings(BaseSettings):
         "integ_fallback_channel",
         "integ_digest_channel",
         "integ_catalog",
+        "integ_public_url",
         mode="before",
     )
     @classmethod

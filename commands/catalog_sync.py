@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from commands.catalog import Catalog, CatalogInvalid
+from commands.heartbeats import sync_heartbeats
 from storage.models import CatalogLoad, Integration, System
 
 
@@ -102,6 +103,9 @@ def sync_catalog(session: Session, catalog: Catalog, path: str, now: datetime) -
     for ident, row in existing_systems.items():
         if ident not in catalog.systems and row.removed_at is None:
             row.removed_at = now
+    # The monitors' own rows follow the catalog in the same transaction, so a ping to a
+    # heartbeat just added is known the moment the catalog is.
+    sync_heartbeats(session, now)
 
     result = SyncResult(added, updated, removed, restored)
     if result.summary() == "no changes" and last_accepted_sha(session) == catalog.sha256:

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from commands.integration_state import HEALTH_EMOJI, health, review_due, state_of
 from commands.matching import Candidate, find
+from commands.monitor_status import monitor_lines
 from commands.render import blocks as bk
 from commands.render.mrkdwn import escape, link, mention, strip_broadcasts
 from commands.render.text import render
@@ -131,6 +132,9 @@ def status_reply(session: Session, inv: Invocation, name: str) -> Reply:
         f"*Channel:*\n<#{integ.channel}>",
     ]
     blocks = [bk.section(headline), bk.fields_section(fields)]
+    monitors = monitor_lines(session, integ, inv.now)
+    if monitors:
+        blocks.append(bk.section("\n".join(monitors)))
     blocks.append(
         bk.context(
             f"`/integ info {integ.id}` for everything, `/integ runbook {integ.id}` for the runbook"

@@ -16,6 +16,8 @@ class Invocation:
     user_id: str
     channel_id: str | None
     now: datetime
+    # Where the bot is reachable from outside (INTEG_PUBLIC_URL), for URLs it shows.
+    public_url: str | None = None
 
 
 @dataclass(frozen=True)

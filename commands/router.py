@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from sqlalchemy.orm import Session
 
-from commands import alert_actions, lookups
+from commands import alert_actions, heartbeat_reply, lookups
 from commands.matching import Candidate, find
 from commands.render import blocks as bk
 from commands.render.mrkdwn import CHANNEL_LINK, escape, from_slack
@@ -29,6 +30,7 @@ HANDLERS: dict[str, Handler] = {
     "ack": alert_actions.ack_reply,
     "resolve": alert_actions.resolve_reply,
     "silence": alert_actions.silence_reply,
+    "heartbeat": heartbeat_reply.heartbeat_reply,
 }
 
 # Verbs of the contract that later releases bring; named so they are not "unknown".
@@ -39,7 +41,6 @@ PLANNED = {
     "review",
     "impact",
     "diagram",
-    "heartbeat",
 }
 
 
@@ -57,7 +58,7 @@ def handle(session: Session, inv: Invocation) -> Reply:
     verb = words[0].lower().lstrip("/")
     args = words[1].strip() if len(words) > 1 else ""
     if verb == "integ" and args:  # "/integ /integ status" pasted twice
-        return handle(session, Invocation(args, inv.user_id, inv.channel_id, inv.now))
+        return handle(session, replace(inv, text=args))
     handler = HANDLERS.get(verb)
     if handler is not None:
         return handler(session, inv, _first_word_or_all(verb, args))

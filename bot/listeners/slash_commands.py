@@ -20,7 +20,13 @@ log = logging.getLogger(__name__)
 
 def answer(deps: Deps, text: str, user_id: str, channel_id: str | None) -> Reply:
     """Run one `/integ` line in its own transaction; the shell uses this too."""
-    inv = Invocation(text=text, user_id=user_id, channel_id=channel_id, now=deps.clock())
+    inv = Invocation(
+        text=text,
+        user_id=user_id,
+        channel_id=channel_id,
+        now=deps.clock(),
+        public_url=deps.settings.integ_public_url,
+    )
     with transaction(deps.sessions) as session:
         reply = router.handle(session, inv)
     verb = (text.split() or ["help"])[0].lower()[:20]
