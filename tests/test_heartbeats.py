@@ -258,3 +258,36 @@ def test_two_processes_on_one_database_raise_a_missed_run_once(database_url, mak
     [alert] = alerts(one)
     assert alert.count == 1
     assert len(posts(two)) == 1
+
+
+def test_a_run_in_the_repeated_autumn_hour_is_expected_once(
+    database_url, make_runtime, clock, tmp_path
+):
+    catalog = catalog_with(tmp_path, cron="30 1 * * *", grace="30m")  # 01:30 Chicago daily
+    clock.now = at("2026-10-31T12:00:00")
+    runtime = make_runtime(make_settings(database_url, catalog=catalog))
+    # 2026-11-01 01:30 happens twice (CDT, then CST an hour later); the job runs at the first.
+    assert heartbeat(runtime).expected_at == at("2026-11-01T06:30:00")
+    running = start_server(runtime)
+    try:
+        clock.now = at("2026-11-01T06:35:00")
+        assert ping(running).status_code == 200
+    finally:
+        stop_server(running)
+    # The second 01:30 (07:30 UTC) is not a run to wait for: the next is tomorrow's, in CST.
+    assert heartbeat(runtime).expected_at == at("2026-11-02T07:30:00")
+    clock.now = at("2026-11-01T08:30:00")
+    runtime.tick()
+    assert alerts(runtime) == []
+
+
+def test_a_monthly_run_is_expected_on_its_day(database_url, make_runtime, clock, tmp_path):
+    catalog = catalog_with(tmp_path, cron="0 3 1 * *", grace="2h")  # the 1st, 03:00 Chicago
+    runtime = make_runtime(make_settings(database_url, catalog=catalog))
+    beat = heartbeat(runtime)
+    assert (beat.expected_at, beat.due_at) == (at("2026-12-01T09:00:00"), at("2026-12-01T11:00:00"))
+    clock.now = at("2026-12-01T11:00:00")
+    runtime.tick()
+    [alert] = alerts(runtime)
+    assert "expected at 2026-12-01 03:00 America/Chicago" in alert.summary
+    assert heartbeat(runtime).expected_at == at("2027-01-01T09:00:00")
