@@ -15,6 +15,7 @@ rather than skipping or repeating it.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -235,11 +236,8 @@ def raise_missed(session: Session, now: datetime) -> int:
 
 def _missed_summary(row: Heartbeat, schedule: Schedule) -> str:
     started = row.last_start_at
-    if (
-        row.status == HeartbeatStatus.RUNNING.value
-        and started is not None
-        and (row.last_ping_at is None or started > row.last_ping_at)
-    ):
+    if started is not None and row.due_at == started + schedule.grace:
+        # The deadline came from a /start: the run began and has not finished.
         return (
             f"Run started at {schedule.local(started)} has not reported success within "
             f"{format_duration(schedule.grace)}"
@@ -258,10 +256,13 @@ def _daily(cron: str) -> bool:
 
 
 def _next_run(schedule: Schedule, row: Heartbeat, now: datetime) -> datetime:
-    """The run awaited after the missed one: the next scheduled run after it, or, after a
-    long outage of the bot, the next after now, so missed runs are not replayed one by one."""
-    after = row.expected_at or now
-    for _, expected in zip(range(MAX_CATCH_UP), _runs_after(schedule, after), strict=False):
+    """The run to await next: the one awaited already if its deadline is still ahead (a
+    run that started and did not finish was missed, not the scheduled one), else the next
+    scheduled after it; after a long outage of the bot, the next after now, so missed runs
+    are not raised one by one."""
+    awaited = row.expected_at or now
+    candidates = itertools.chain([awaited], _runs_after(schedule, awaited))
+    for expected in itertools.islice(candidates, MAX_CATCH_UP):
         if expected + schedule.grace > now:
             return expected
     return schedule.next_after(now)

@@ -291,3 +291,27 @@ def test_a_monthly_run_is_expected_on_its_day(database_url, make_runtime, clock,
     [alert] = alerts(runtime)
     assert "expected at 2026-12-01 03:00 America/Chicago" in alert.summary
     assert heartbeat(runtime).expected_at == at("2027-01-01T09:00:00")
+
+
+def test_a_rerun_started_after_a_miss_that_never_finishes_keeps_the_next_night_awaited(
+    server, clock
+):
+    runtime = server.runtime
+    clock.now = at("2026-11-27T09:00:00")
+    runtime.tick()  # tonight's run is missed
+    clock.now = at("2026-11-27T16:00:00")  # 10:00 Chicago: someone re-runs it by hand
+    ping(server, "/start")
+    clock.now = at("2026-11-27T17:00:00")
+    runtime.tick()
+    [alert] = alerts(runtime)
+    assert alert.count == 2
+    assert alert.summary == (
+        "Run started at 2026-11-27 10:00 America/Chicago has not reported success within 1h"
+    )
+    # The next night's run is still the one awaited, not skipped.
+    beat = heartbeat(runtime)
+    assert (beat.expected_at, beat.due_at) == (at("2026-11-28T08:00:00"), at("2026-11-28T09:00:00"))
+    clock.now = at("2026-11-27T17:30:00")
+    ping(server)
+    [alert] = alerts(runtime)
+    assert alert.status == "resolved"
