@@ -18,6 +18,7 @@ from bot.deps import Deps, utcnow
 from bot.http_app import build_http_app
 from bot.intake_writer import IntakeWriter
 from bot.outbox_worker import OutboxWorker, build_sender, default_worker_id
+from bot.probe_runner import ProbeRunner
 from bot.settings import Settings
 from bot.slack_app import build_bolt_app
 from commands.alert_schedule import escalate_due, post_after_silence
@@ -43,6 +44,7 @@ class Runtime:
     scheduler: BackgroundScheduler | None = None
     # Sends every Slack write queued in the outbox (prints them in local mode).
     outbox: OutboxWorker | None = None
+    probes: ProbeRunner | None = None
 
     def tick(self) -> None:
         """Scheduled work looked for on each wake-up; later features add theirs here."""
@@ -56,16 +58,23 @@ class Runtime:
         if queued and self.outbox is not None:
             self.outbox.notify()
 
+    def check_probes(self) -> None:
+        """Check the probes that are due; a job of its own, because a probe may take its
+        whole timeout and escalations must not wait for it."""
+        if self.probes is not None:
+            self.probes.run_due()
+
     def start_scheduler(self) -> None:
         scheduler = BackgroundScheduler(timezone="UTC")
-        scheduler.add_job(
-            self.tick,
-            "interval",
-            seconds=self.deps.settings.integ_tick_seconds,
-            id="tick",
-            max_instances=1,
-            coalesce=True,
-        )
+        for job, name in ((self.tick, "tick"), (self.check_probes, "probes")):
+            scheduler.add_job(
+                job,
+                "interval",
+                seconds=self.deps.settings.integ_tick_seconds,
+                id=name,
+                max_instances=1,
+                coalesce=True,
+            )
         scheduler.start()
         self.scheduler = scheduler
         self.start_workers()
@@ -80,6 +89,8 @@ class Runtime:
             self.scheduler.shutdown(wait=False)
         # Requests already queued are committed and answered before the engine goes.
         self.intake.stop()
+        if self.probes is not None:
+            self.probes.close()
         if self.outbox is not None:
             # Before the engine goes: a send in flight is still recorded.
             self.outbox.stop()
@@ -103,7 +114,8 @@ def build_runtime(settings: Settings, clock: Callable[[], datetime] = utcnow) ->
     deps = Deps(settings=settings, sessions=make_session_factory(engine), clock=clock)
     watcher = CatalogWatcher(settings.catalog_path, deps.sessions, clock)
     watcher.check()
-    outbox = OutboxWorker(deps, build_sender(settings), worker_id=default_worker_id())
+    worker_id = default_worker_id()
+    outbox = OutboxWorker(deps, build_sender(settings), worker_id=worker_id)
     bolt = build_bolt_app(deps, outbox.notify) if not settings.local_mode else None
     socket_only = bool(settings.slack_app_token) and not settings.slack_signing_secret
     # Hooks commit, then wake the worker, so an alert reaches Slack without waiting a poll.
@@ -119,4 +131,5 @@ def build_runtime(settings: Settings, clock: Callable[[], datetime] = utcnow) ->
         http_app=http_app,
         intake=intake,
         outbox=outbox,
+        probes=ProbeRunner(deps, outbox.notify, worker_id),
     )
