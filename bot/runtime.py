@@ -28,6 +28,8 @@ from storage.migrate import upgrade
 
 log = logging.getLogger(__name__)
 
+MISSED_BATCH = 100  # missed heartbeat runs raised per transaction
+
 
 class StartupError(Exception):
     """Start-up cannot go on; the message is one line for the operator."""
@@ -49,9 +51,13 @@ class Runtime:
     def tick(self) -> None:
         """Scheduled work looked for on each wake-up; later features add theirs here."""
         self.watcher.check()
-        with transaction(self.deps.sessions) as session:
-            now = self.deps.clock()
-            queued = raise_missed(session, now)
+        queued = 0
+        while True:  # in batches, each its own transaction (see raise_missed)
+            with transaction(self.deps.sessions) as session:
+                raised = raise_missed(session, self.deps.clock(), MISSED_BATCH)
+            queued += raised
+            if raised < MISSED_BATCH:
+                break
         with transaction(self.deps.sessions) as session:
             now = self.deps.clock()
             queued += escalate_due(session, now) + post_after_silence(session, now)

@@ -75,6 +75,15 @@ class Schedule:
         local = next(CronSim(self.cron, moment.astimezone(zone)))
         return local.astimezone(UTC)
 
+    def runs_after(self, moment: datetime) -> Iterator[datetime]:
+        """The expected runs after `moment`, in order, in UTC."""
+        if self.every is not None:
+            every = self.every
+            return (moment + every * n for n in itertools.count(1))
+        assert self.cron is not None
+        runs = CronSim(self.cron, moment.astimezone(ZoneInfo(self.timezone)))
+        return (run.astimezone(UTC) for run in runs)
+
     def local(self, moment: datetime) -> str:
         """How the integration's people would say this time: `02:00 America/Chicago`."""
         shown = moment.astimezone(ZoneInfo(self.timezone))
@@ -199,26 +208,29 @@ def record_ping(
 # -- deadlines ---------------------------------------------------------------------------------
 
 
-def raise_missed(session: Session, now: datetime) -> int:
-    """Raise an alert for every heartbeat whose run did not report by its deadline; how many
-    were raised. Each is taken by a compare-and-set on its deadline, in this transaction."""
-    raised = 0
+def raise_missed(session: Session, now: datetime, limit: int = 100) -> int:
+    """Raise an alert for up to `limit` heartbeats whose run did not report by its deadline;
+    how many were raised. Each is taken by a compare-and-set on its deadline, in this
+    transaction. The caller commits after each call and calls again while it returns
+    `limit`: a night of missed runs in one transaction would hold SQLite's only write lock,
+    and so every ping and hook, for seconds."""
     due = session.execute(
-        select(Heartbeat.integration_id, Heartbeat.due_at).where(Heartbeat.due_at <= now)
+        select(Heartbeat, Integration.spec)
+        .join(Integration, Integration.id == Heartbeat.integration_id)
+        .where(Heartbeat.due_at <= now, Integration.removed_at.is_(None))
+        .order_by(Heartbeat.due_at)
+        .limit(limit)
     ).all()
-    for integration_id, due_at in due:
-        row = session.get(Heartbeat, integration_id)
-        integration = session.get(Integration, integration_id)
-        if row is None or integration is None or integration.removed_at is not None:
-            continue
-        schedule = Schedule.of(integration.spec)
+    raised = 0
+    for row, spec in due:
+        schedule = Schedule.of(spec)
         if schedule is None:
-            continue
+            continue  # the catalog dropped it; the sync removes the row
         summary = _missed_summary(row, schedule)
         expected = _next_run(schedule, row, now)
         taken = session.execute(
             update(Heartbeat)
-            .where(Heartbeat.integration_id == integration_id, Heartbeat.due_at == due_at)
+            .where(Heartbeat.integration_id == row.integration_id, Heartbeat.due_at == row.due_at)
             .values(
                 status=HeartbeatStatus.DOWN.value,
                 expected_at=expected,
@@ -229,7 +241,7 @@ def raise_missed(session: Session, now: datetime) -> int:
         if taken.rowcount != 1:  # type: ignore[attr-defined]
             continue  # another process took it, or a ping moved the deadline meanwhile
         session.expire(row)
-        _raise(session, integration_id, "firing", summary, None, now)
+        _raise(session, row.integration_id, "firing", summary, None, now)
         raised += 1
     return raised
 
@@ -261,17 +273,11 @@ def _next_run(schedule: Schedule, row: Heartbeat, now: datetime) -> datetime:
     scheduled after it; after a long outage of the bot, the next after now, so missed runs
     are not raised one by one."""
     awaited = row.expected_at or now
-    candidates = itertools.chain([awaited], _runs_after(schedule, awaited))
+    candidates = itertools.chain([awaited], schedule.runs_after(awaited))
     for expected in itertools.islice(candidates, MAX_CATCH_UP):
         if expected + schedule.grace > now:
             return expected
     return schedule.next_after(now)
-
-
-def _runs_after(schedule: Schedule, moment: datetime) -> Iterator[datetime]:
-    while True:
-        moment = schedule.next_after(moment)
-        yield moment
 
 
 def _raise(
