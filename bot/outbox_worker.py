@@ -45,7 +45,7 @@ from bot import wire_ids
 from bot.deps import Deps
 from bot.settings import Settings
 from commands.alert_messages import AlertActions, render_current
-from commands.outbox import MESSAGE, POST, REPLY, UPDATE
+from commands.outbox import EDIT, MESSAGE, POST, REPLY, UPDATE, edit_of
 from commands.render.blocks import Block
 from commands.render.plain import blocks_to_text
 from storage.db import transaction
@@ -502,6 +502,26 @@ class OutboxWorker:
             m.kind.in_((UPDATE, REPLY)), m.alert_id.is_not(None), Alert.message_ts.is_(None)
         )
         earlier_waiting = and_(earlier.kind.in_((UPDATE, REPLY)), Alert.message_ts.is_(None))
+        # An edit needs the message it changes: it waits while the MESSAGE row that posts it
+        # is pending, and only the lowest pending edit of one message may go, so that an
+        # older text never lands after a newer one. The kind is tested first so that the
+        # subqueries run for edits only: an alert storm queues thousands of other rows.
+        original = aliased(OutboxMessage)
+        edit_free = or_(
+            m.kind != EDIT,
+            and_(
+                ~exists().where(
+                    original.id == edit_of(m.payload),
+                    original.status == OutboxStatus.PENDING.value,
+                ),
+                ~exists().where(
+                    earlier.kind == EDIT,
+                    edit_of(earlier.payload) == edit_of(m.payload),
+                    earlier.status == OutboxStatus.PENDING.value,
+                    earlier.id < m.id,
+                ),
+            ),
+        )
         query = (
             select(func.min(m.id))
             .select_from(m)
@@ -518,6 +538,7 @@ class OutboxWorker:
                     earlier.id < m.id,
                     not_(earlier_waiting),
                 ),
+                edit_free,
                 ~exists().where(ChannelPace.channel == m.channel, ChannelPace.next_at > now),
             )
             .group_by(m.channel)
@@ -727,6 +748,8 @@ class OutboxWorker:
                 thread_ts=thread_ts,
                 metadata=metadata,
             )
+        if job.kind == EDIT:
+            return self._prepare_edit(job)
         if job.kind not in (POST, UPDATE, REPLY):
             raise PermanentError(f"unknown outbox kind {job.kind!r}")
         if job.alert_id is None:
@@ -757,6 +780,25 @@ class OutboxWorker:
             return _Call(
                 channel=job.channel, text=reply.text, blocks=reply.blocks, metadata=metadata
             )
+
+    def _prepare_edit(self, job: _Job) -> _Call:
+        of = job.payload.get("of")
+        if not isinstance(of, int):
+            raise PermanentError("an edit needs the outbox id of its message")
+        with transaction(self.deps.sessions) as session:
+            original = session.get(OutboxMessage, of)
+            if original is None or original.kind != MESSAGE:
+                raise PermanentError(f"outbox #{of} is not a message to edit")
+            if not original.result_ts:
+                # Reached only once the original stopped being pending: it failed for good.
+                raise PermanentError(f"outbox #{of} was never posted")
+            channel, ts = original.channel, original.result_ts
+        return _Call(
+            channel=channel,
+            text=str(job.payload.get("text") or ""),
+            blocks=job.payload.get("blocks") or None,
+            ts=ts,
+        )
 
     # -- recording --------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from bot.outbox_worker import OutboxWorker, build_sender, default_worker_id
 from bot.probe_runner import ProbeRunner
 from bot.settings import Settings
 from bot.slack_app import build_bolt_app
+from bot.status_poller import StatusPoller
 from commands.alert_schedule import escalate_due, post_after_silence
 from commands.heartbeats import raise_missed
 from storage.db import make_engine, make_session_factory, transaction
@@ -47,6 +48,7 @@ class Runtime:
     # Sends every Slack write queued in the outbox (prints them in local mode).
     outbox: OutboxWorker | None = None
     probes: ProbeRunner | None = None
+    status_pages: StatusPoller | None = None
 
     def tick(self) -> None:
         """Scheduled work looked for on each wake-up; later features add theirs here."""
@@ -70,9 +72,21 @@ class Runtime:
         if self.probes is not None:
             self.probes.run_due()
 
+    def poll_status_pages(self) -> None:
+        """Poll the vendor status pages that are due; a job of its own, for the same reason
+        as the probes: a vendor's page that hangs must not hold up anything else."""
+        if self.status_pages is not None:
+            self.status_pages.run_due()
+
     def start_scheduler(self) -> None:
         scheduler = BackgroundScheduler(timezone="UTC")
-        for job, name in ((self.tick, "tick"), (self.check_probes, "probes")):
+        jobs = (
+            (self.tick, "tick"),
+            (self.check_probes, "probes"),
+            # The rows say when each page is due (INTEG_STATUS_POLL_SECONDS); this only looks.
+            (self.poll_status_pages, "status_pages"),
+        )
+        for job, name in jobs:
             scheduler.add_job(
                 job,
                 "interval",
@@ -97,6 +111,8 @@ class Runtime:
         self.intake.stop()
         if self.probes is not None:
             self.probes.close()
+        if self.status_pages is not None:
+            self.status_pages.close()
         if self.outbox is not None:
             # Before the engine goes: a send in flight is still recorded.
             self.outbox.stop()
@@ -138,4 +154,5 @@ def build_runtime(settings: Settings, clock: Callable[[], datetime] = utcnow) ->
         intake=intake,
         outbox=outbox,
         probes=ProbeRunner(deps, outbox.notify, worker_id),
+        status_pages=StatusPoller(deps, outbox.notify, worker_id),
     )

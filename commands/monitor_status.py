@@ -9,7 +9,8 @@ from sqlalchemy.orm import Session
 from commands.durations import format_duration
 from commands.heartbeats import Schedule
 from commands.render.mrkdwn import escape
-from storage.models import Heartbeat, HeartbeatStatus, Integration, Probe, StatusPage
+from commands.vendor_status import vendor_states
+from storage.models import Heartbeat, HeartbeatStatus, Integration, Probe
 
 HEARTBEAT_WORDS = {
     HeartbeatStatus.NEW.value: ":hourglass: waiting for its first ping",
@@ -61,12 +62,19 @@ def probe_line(session: Session, integ: Integration, now: datetime) -> str | Non
 
 def vendor_lines(session: Session, integ: Integration) -> list[str]:
     lines = []
-    for system_id in dict.fromkeys((integ.source_id, integ.target_id)):
-        page = session.get(StatusPage, system_id)
-        if page is None or page.last_polled_at is None:
+    for state in vendor_states(session, list(dict.fromkeys((integ.source_id, integ.target_id)))):
+        name = f"*{escape(state.system_id)} status page:*"
+        if state.last_polled_at is None:
+            lines.append(f"{name} :hourglass: not polled yet")
             continue
-        words = _INDICATOR_WORDS.get(page.indicator or "", escape(page.indicator or "unknown"))
-        lines.append(f"*{escape(system_id)} status page:* {words}")
+        words = _INDICATOR_WORDS.get(state.indicator or "", escape(state.indicator or "unknown"))
+        line = f"{name} {words}"
+        for notice in state.open_notices[:3]:
+            shown = escape(notice.name[:150])
+            line += f"\n• {escape(notice.kind)}: {shown} ({escape(notice.status)})"
+        if state.last_error:
+            line += f"\n_last poll failed: {escape(state.last_error[:150])}_"
+        lines.append(line)
     return lines
 
 

@@ -20,6 +20,7 @@ from sqlalchemy import (
     or_,
     select,
     type_coerce,
+    update,
 )
 from sqlalchemy.orm import Session
 
@@ -29,6 +30,8 @@ POST = "post"  # the alert's message, first time
 UPDATE = "update"  # chat.update of the alert's message
 REPLY = "reply"  # a message in the alert's thread; payload holds its text
 MESSAGE = "message"  # a plain message to a channel; payload holds text and blocks
+# chat.update of a MESSAGE row's message; payload holds {"of": <that row's id>, text, blocks}.
+EDIT = "edit"
 
 
 _outbox = OutboxMessage.__table__
@@ -96,7 +99,7 @@ def enqueue(
 ) -> int | None:
     """Queue one write; its outbox id, or None when it was not needed. An update is not
     queued while one is already waiting: the waiting one will render the alert as it is when
-    it is sent."""
+    it is sent. An EDIT folds the older edits of its message that are still waiting."""
     if kind == UPDATE and alert_id is not None:
         if session.connection().execute(select(_waiting_for(alert_id))).scalar():
             return None
@@ -114,4 +117,62 @@ def enqueue(
         },
     )
     message_id: int = row.scalar_one()
+    if kind == EDIT:
+        _fold_older_edits(session, of=int((payload or {})["of"]), newer=message_id, now=now)
     return message_id
+
+
+def edit_of(column: Any) -> Any:
+    """The id of the MESSAGE row an EDIT row changes, as an SQL integer expression."""
+    return column["of"].as_integer()
+
+
+def queue_edit(
+    session: Session, *, of: int, text: str, blocks: list[Any] | None, now: datetime
+) -> int | None:
+    """Queue a chat.update of the message that MESSAGE row `of` posts (or posted), showing
+    `text` and `blocks`; its outbox id, or None when that message will never exist.
+
+    The worker holds an edit back until the message has been posted, so it may be queued
+    right after the MESSAGE row it changes, in the same transaction. Edits of one message go
+    in id order; two transactions editing it at once could commit out of that order, so the
+    caller keeps them apart (vendor_status edits only under its claim on the page)."""
+    original = (
+        session.connection()
+        .execute(select(_outbox.c.channel, _outbox.c.status).where(_outbox.c.id == of))
+        .first()
+    )
+    if original is None or original.status == OutboxStatus.FAILED.value:
+        return None
+    return enqueue(
+        session,
+        kind=EDIT,
+        # The original's channel, so that the edit is paced with every other write to it.
+        channel=original.channel,
+        now=now,
+        payload={"of": of, "text": text, "blocks": blocks or []},
+    )
+
+
+def _fold_older_edits(session: Session, *, of: int, newer: int, now: datetime) -> None:
+    """An edit shows the whole message, so an older edit of the same message that nobody
+    has claimed yet would only be overwritten: it is marked done in favour of `newer`.
+
+    Only rows with a lower id than `newer`, so that an edit never folds one queued after it;
+    a claimed edit is left alone (it is being sent, and the order per message keeps `newer`
+    behind it)."""
+    session.connection().execute(
+        update(_outbox)
+        .where(
+            _outbox.c.kind == EDIT,
+            edit_of(_outbox.c.payload) == of,
+            _outbox.c.status == _PENDING,
+            _outbox.c.claimed_by.is_(None),
+            _outbox.c.id < newer,
+        )
+        .values(
+            status=OutboxStatus.SENT.value,
+            sent_at=now,
+            last_error=f"superseded by outbox #{newer}",
+        )
+    )
