@@ -270,7 +270,8 @@ class OutboxMessage(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     created_at: Mapped[datetime]
     due_at: Mapped[datetime]
-    # post: a new message; update: chat.update of the alert's message; reply: in its thread.
+    # post: an alert's message; update: chat.update of it; reply: in its thread; message: a
+    # plain message (payload: text, blocks); edit: chat.update of a message row's result.
     kind: Mapped[str] = mapped_column(String(10))
     channel: Mapped[str] = mapped_column(String(64))
     alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id"), index=True)
