@@ -45,32 +45,38 @@ class IntakeWriter:
         self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._stopped = False
 
     def submit(self, source: str, body: bytes, events: list[AlertEvent]) -> Future[Stored]:
         """Queue a request; the future gives (received event id, result) once committed,
         or the exception that kept it from being committed."""
         request = _Request(Received(source, body, events))
-        self._ensure_started()
-        self._queue.put(request)
+        with self._lock:
+            if self._stopped:
+                # After stop() nothing would take it: fail it now rather than let it hang.
+                request.done.set_exception(_failure())
+                return request.done
+            self._ensure_started()
+            self._queue.put(request)
         return request.done
 
     def stop(self, timeout: float = 15) -> None:
-        """Store what is queued, then end the thread."""
+        """Store what is queued, then end the thread; later requests fail at once."""
         with self._lock:
+            self._stopped = True
             thread, self._thread = self._thread, None
+            if thread is not None:
+                self._queue.put(None)  # under the lock: nothing is queued after it
         if thread is not None:
-            self._queue.put(None)
             thread.join(timeout)
 
     def _ensure_started(self) -> None:
-        # Started on first use, so an app built for a test or a one-off command needs no
-        # extra step, and one that never receives a hook has no idle thread.
-        if self._thread is not None:
-            return
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="intake-writer", daemon=True)
-                self._thread.start()
+        # Called under the lock. Started on first use, so an app built for a test or a
+        # one-off command needs no extra step, and one that never receives a hook has no
+        # idle thread.
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="intake-writer", daemon=True)
+            self._thread.start()
 
     def _run(self) -> None:
         while True:

@@ -109,13 +109,15 @@ class Runtime:
             self.scheduler.shutdown(wait=False)
         # Requests already queued are committed and answered before the engine goes.
         self.intake.stop()
+        if self.outbox is not None:
+            # First, so that a send in flight is recorded even if waiting for a slow probe
+            # below outlasts the time the process is given to stop; whatever the monitors
+            # queue meanwhile waits in the outbox for the next start.
+            self.outbox.stop()
         if self.probes is not None:
             self.probes.close()
         if self.status_pages is not None:
             self.status_pages.close()
-        if self.outbox is not None:
-            # Before the engine goes: a send in flight is still recorded.
-            self.outbox.stop()
         self.engine.dispose()
 
 

@@ -318,8 +318,10 @@ def _fire_again(
             session, alert, RESOLVED, FIRING, now, None, "fired again after resolving"
         )
         result.reopened += 1
-        if alert.channel is None:
-            # Never queued (silenced or no channel then): post it now, as a new alert would be.
+        if alert.message_ts is None and not outbox.post_pending(session, alert.id):
+            # Never posted: silenced or without a channel then, or its post failed for good
+            # (a wrong channel since fixed, say). Post it now, as a new alert would be, to
+            # the channel the catalog names today.
             channel = route.channel if route is not None else fallback_channel
             if channel is not None and not (route is not None and route.silenced):
                 alert.channel = channel

@@ -120,7 +120,8 @@ def render_alert(
         blocks.append(
             _actions(alert, integ, ack_action, resolve_action, silence_action, runbook_action)
         )
-    fallback = f"{alert.severity.upper()} {alert.integration_name}: {alert.summary}"
+    # The notification text is mrkdwn too: a summary holding <!channel> must not ping.
+    fallback = f"{alert.severity.upper()} {escape(alert.integration_name)}: {escape(alert.summary)}"
     return Reply(
         text=bk.truncate_text(fallback), blocks=bk.cap_blocks(blocks, "…"), ephemeral=False
     )

@@ -30,6 +30,7 @@ from commands.alert_intake import IngestResult, ingest
 from commands.durations import format_duration, parse_duration
 from commands.intake import AlertEvent
 from storage.models import Heartbeat, HeartbeatPing, HeartbeatStatus, Integration
+from storage.types import storable
 
 ALERT_KEY = "heartbeat"
 MAX_BODY = 100_000  # characters of a ping's body kept as the run's log
@@ -89,6 +90,13 @@ class Schedule:
         shown = moment.astimezone(ZoneInfo(self.timezone))
         return f"{shown:%Y-%m-%d %H:%M} {self.timezone}"
 
+    @property
+    def signature(self) -> str:
+        """What the deadline depends on, to notice when the catalog changes it."""
+        every = int(self.every.total_seconds()) if self.every is not None else None
+        grace = int(self.grace.total_seconds())
+        return f"cron={self.cron} every={every} grace={grace} tz={self.timezone}"[:200]
+
     def describe(self) -> str:
         if self.every is not None:
             return f"every {format_duration(self.every)}, grace {format_duration(self.grace)}"
@@ -112,6 +120,16 @@ def sync_heartbeats(session: Session, now: datetime) -> None:
     for integration_id, row in rows.items():
         if integration_id not in specs:
             session.delete(row)
+            # Nothing would ever resolve its alert now: a job taken out of the catalog is
+            # no longer missing.
+            _raise(
+                session,
+                integration_id,
+                "resolved",
+                "The heartbeat was taken out of the catalog.",
+                None,
+                now,
+            )
     session.flush()  # a key freed by a removed row may be taken by another below
     for integration_id, spec in specs.items():
         schedule = Schedule.of(spec)
@@ -127,10 +145,16 @@ def sync_heartbeats(session: Session, now: datetime) -> None:
                     status=HeartbeatStatus.NEW.value,
                     expected_at=expected,
                     due_at=expected + schedule.grace,
+                    schedule=schedule.signature,
                 )
             )
-        elif row.key != key:
-            row.key = key
+            continue
+        row.key = key
+        if row.schedule != schedule.signature:
+            # A new schedule applies from now: the run awaited is the next one it names.
+            row.schedule = schedule.signature
+            row.expected_at = schedule.next_after(now)
+            row.due_at = row.expected_at + schedule.grace
     session.flush()
 
 
@@ -173,7 +197,7 @@ def record_ping(
             method=method,
             user_agent=(user_agent or "")[:500] or None,
             remote_addr=remote_addr,
-            body=(body or "")[:MAX_BODY] or None,
+            body=storable(body or "")[:MAX_BODY] or None,
         )
     )
     alert: IngestResult | None = None
@@ -200,7 +224,7 @@ def record_ping(
         row.expected_at = schedule.next_after(now)
         row.due_at = row.expected_at + schedule.grace
         summary = f"The job reported failure at {schedule.local(now)}"
-        alert = _raise(session, row.integration_id, "firing", summary, body, now)
+        alert = _raise(session, row.integration_id, "firing", summary, storable(body or ""), now)
     session.flush()
     return PingResult(row.integration_id, kind, alert)
 

@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from storage.types import storable
+
 SOURCES: Final = ("generic", "alertmanager", "grafana")
 STATUSES: Final = ("firing", "resolved")
 SEVERITIES: Final = ("critical", "error", "warning", "info")
@@ -66,7 +68,6 @@ _SEVERITY_SYNONYMS: Final[dict[str, str]] = {
 # invented a word for it most likely meant that something is wrong.
 DEFAULT_SEVERITY: Final = "error"
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
@@ -413,12 +414,6 @@ def _load_json(body: bytes) -> Any:
         raise IntakeError("body: not usable JSON: a number too long to read") from None
 
 
-def _clean(text: str) -> str:
-    if "\x00" in text:
-        text = text.replace("\x00", "")
-    return _SURROGATE.sub("\ufffd", text)
-
-
 def _path(at: str, name: str) -> str:
     return f"{at}.{name}" if at else name
 
@@ -429,7 +424,7 @@ def _optional_str(obj: dict[str, Any], name: str, at: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise IntakeError(f"{_path(at, name)}: must be a string, got {_json_type(value)}")
-    return _clean(value)
+    return storable(value)
 
 
 def _optional_number(obj: dict[str, Any], name: str, at: str) -> None:
@@ -449,7 +444,7 @@ def _string_map(obj: dict[str, Any], name: str, at: str) -> dict[str, str]:
     for key, item in value.items():
         if not isinstance(item, str):
             raise IntakeError(f"{where}.{key}: must be a string, got {_json_type(item)}")
-        result[_clean(key)] = _clean(item)
+        result[storable(key)] = storable(item)
     return result
 
 

@@ -77,6 +77,14 @@ def _queue_update_statement(dialect: str) -> Insert:
 _QUEUE_UPDATE = {name: _queue_update_statement(name) for name in ("sqlite", "postgresql")}
 
 
+def post_pending(session: Session, alert_id: int) -> bool:
+    """Whether the alert's message is queued, neither sent yet nor failed for good."""
+    pending = exists().where(
+        _outbox.c.alert_id == alert_id, _outbox.c.kind == POST, _outbox.c.status == _PENDING
+    )
+    return bool(session.connection().execute(select(pending)).scalar())
+
+
 def queue_update(session: Session, *, alert_id: int, channel: str, now: datetime) -> None:
     """Queue a chat.update of the alert's message, unless one is already waiting."""
     statement = _QUEUE_UPDATE[session.get_bind().dialect.name]

@@ -31,6 +31,7 @@ from commands.catalog import ProbeSpec
 from commands.durations import format_duration, parse_duration
 from commands.intake import MAX_DETAILS, MAX_SUMMARY, AlertEvent
 from storage.models import Alert, Integration, Probe
+from storage.types import storable
 
 SOURCE = "probe"
 # One alert per integration for its probe: every failure streak reopens the same row, so its
@@ -323,12 +324,12 @@ def status_error(spec: ProbeSpec, status_code: int) -> str | None:
 
 def excerpt(text: str) -> str | None:
     """A short, single-line start of an untrusted answer; None when it has nothing to say."""
-    collapsed = re.sub(r"\s+", " ", text).strip()
+    collapsed = re.sub(r"\s+", " ", storable(text)).strip()
     return _cut(collapsed, MAX_EXCERPT) if collapsed else None
 
 
 def error_line(outcome: CheckOutcome) -> str:
-    error = outcome.error or "failed"
+    error = storable(outcome.error or "failed")
     return f'{error}; it answered "{outcome.excerpt}"' if outcome.excerpt else error
 
 

@@ -29,6 +29,7 @@ from commands.render.text import Mrkdwn, render
 from commands.replies import Reply
 from storage import queries
 from storage.models import Integration, StatusPage, System, VendorNotice, VendorNoticePost
+from storage.types import storable
 
 INCIDENT = "incident"
 MAINTENANCE = "maintenance"
@@ -133,7 +134,7 @@ def _notice(item: Any, kind: str) -> PageNotice:
     ]
     url = _text(item.get("shortlink"), 2000)
     detail: dict[str, Any] = {
-        "latest_update": latest.get("body") if latest else None,
+        "latest_update": storable(latest["body"]) if latest else None,
         "latest_update_at": _iso(_time(latest.get("created_at"))) if latest else None,
         "components": components[:20],
         "scheduled_for": _iso(_time(item.get("scheduled_for"))),
@@ -167,7 +168,7 @@ def _latest_update(updates: Any) -> dict[str, Any] | None:
 def _text(value: Any, limit: int) -> str | None:
     if value is None or isinstance(value, dict | list):
         return None
-    text = str(value).strip()
+    text = storable(str(value)).strip()
     return text[:limit] or None
 
 

@@ -340,8 +340,9 @@ class Heartbeat(Base):
     # absence becomes an alert. NULL while nothing is awaited.
     expected_at: Mapped[datetime | None]
     due_at: Mapped[datetime | None] = mapped_column(index=True)
-    claimed_by: Mapped[str | None] = mapped_column(String(64))
-    claimed_until: Mapped[datetime | None]
+    # The schedule the deadline was computed from; when the catalog changes it, the
+    # deadline is computed again rather than kept from the old schedule.
+    schedule: Mapped[str | None] = mapped_column(String(200))
 
 
 class HeartbeatPing(Base):

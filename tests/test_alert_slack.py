@@ -256,3 +256,21 @@ def test_hooks_answer_503_and_say_why_when_no_webhook_token_is_configured(
         stop_server(server)
     assert response.status_code == 503
     assert "INTEG_WEBHOOK_TOKEN" in response.json()["error"]
+
+
+def test_an_alert_whose_post_failed_for_good_is_posted_when_it_fires_again(
+    slack_server, fake_slack
+):
+    # The bot was not in the channel: the post fails for good, and nothing shows the alert.
+    fake_slack.fail_next("chat.postMessage", error="not_in_channel")
+    fire(slack_server)
+    deliver(slack_server, rounds=2)
+    assert the_alert(slack_server).message_ts is None
+    # Someone invites the bot; the failure resolves, then fires again the next night.
+    fire(slack_server, {**FIRING, "status": "resolved"})
+    fire(slack_server)
+    deliver(slack_server)
+    alert = the_alert(slack_server)
+    posted = [c for c in fake_slack.calls_to("chat.postMessage") if c.ok]
+    assert [c.args["channel"] for c in posted if "thread_ts" not in c.args] == ["C0INTEG01"]
+    assert alert.status == "firing" and alert.message_ts == posted[0].response["ts"]

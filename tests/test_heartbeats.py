@@ -315,3 +315,49 @@ def test_a_rerun_started_after_a_miss_that_never_finishes_keeps_the_next_night_a
     ping(server)
     [alert] = alerts(runtime)
     assert alert.status == "resolved"
+
+
+def test_a_schedule_changed_in_the_catalog_moves_the_deadline_at_once(
+    database_url, make_runtime, clock, tmp_path
+):
+    catalog = catalog_with(tmp_path, every="30m", grace="5m")
+    runtime = make_runtime(make_settings(database_url, catalog=catalog))
+    assert heartbeat(runtime).due_at == clock.now + timedelta(minutes=35)
+    clock.now += timedelta(minutes=10)
+    catalog_with(tmp_path, cron="0 2 * * *", grace="1h")  # the job moves to nightly
+    runtime.watcher.check()
+    beat = heartbeat(runtime)
+    assert (beat.expected_at, beat.due_at) == (at("2026-11-27T08:00:00"), at("2026-11-27T09:00:00"))
+    clock.now += timedelta(minutes=30)  # past the old deadline: nothing is missed
+    runtime.tick()
+    assert alerts(runtime) == []
+
+
+def test_taking_a_failing_heartbeat_out_of_the_catalog_resolves_its_alert(
+    database_url, make_runtime, clock, tmp_path
+):
+    catalog = catalog_with(tmp_path, cron="0 2 * * *", grace="1h")
+    runtime = make_runtime(make_settings(database_url, catalog=catalog))
+    clock.now = at("2026-11-27T09:00:00")
+    runtime.tick()
+    [alert] = alerts(runtime)
+    assert alert.status == "firing"
+    data = yaml.safe_load(catalog.read_text())
+    [crm] = [i for i in data["integrations"] if i["id"] == "crm"]
+    del crm["heartbeat"]
+    catalog.write_text(yaml.safe_dump(data, sort_keys=False))
+    runtime.watcher.check()
+    [alert] = alerts(runtime)
+    assert alert.status == "resolved"
+    with runtime.deps.sessions() as session:
+        assert session.get(Heartbeat, "crm") is None
+
+
+def test_a_log_holding_nul_bytes_is_kept_without_them(server):
+    # PostgreSQL refuses NUL in text; a job's binary junk must not cost it its ping.
+    answered = ping(server, "/fail", method="POST", content=b"half a line\x00\x00 and the rest")
+    assert answered.status_code == 200
+    [stored] = rows(server.runtime, HeartbeatPing)
+    assert stored.body == "half a line and the rest"
+    [alert] = alerts(server.runtime)
+    assert alert.details == "half a line and the rest"

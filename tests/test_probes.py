@@ -58,6 +58,14 @@ class Target:
                     target.hits[self.path] += 1
                     target.in_flight += 1
                     target.peak = max(target.peak, target.in_flight)
+                counted = [True]
+
+                def done() -> None:
+                    with target._lock:
+                        if counted[0]:
+                            target.in_flight -= 1
+                            counted[0] = False
+
                 try:
                     if self.path in target.held:
                         target.release.wait(15)
@@ -70,13 +78,15 @@ class Target:
                         self.send_header("Location", target.redirects[self.path])
                     self.send_header("Content-Type", "text/plain; charset=utf-8")
                     self.send_header("Content-Length", str(len(data)))
+                    # No longer in flight once the answer leaves: the client may start its
+                    # next request before this thread gets to run again.
+                    done()
                     self.end_headers()
                     self.wfile.write(data)
                 except OSError:
                     pass  # the probe gave up (timed out) and closed the connection
                 finally:
-                    with target._lock:
-                        target.in_flight -= 1
+                    done()
 
             def log_message(self, *args: Any) -> None:
                 pass

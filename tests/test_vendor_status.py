@@ -950,3 +950,14 @@ def test_an_edit_of_a_message_that_failed_for_good_fails_too(runtime, fake_slack
     assert "never posted" in (outbox_row(runtime, edit).last_error or "")
     assert fake_slack.calls_to("chat.update") == []
     assert queue_an_edit(runtime, original, "again") is None  # nothing left to edit
+
+
+def test_text_holding_nul_bytes_is_read_without_them():
+    # PostgreSQL refuses NUL in text: a page with one must not stop every later poll.
+    data = json.loads((PAYLOADS / "summary_incident_investigating.json").read_text())
+    incident = data["incidents"][0]
+    incident["name"] = "Login\u0000 failures"
+    incident["incident_updates"][0]["body"] = "We are\u0000 looking into it"
+    [parsed] = [n for n in vendor_status.parse_summary(data).notices if n.kind == "incident"]
+    assert parsed.name == "Login failures"
+    assert parsed.detail["latest_update"] == "We are looking into it"

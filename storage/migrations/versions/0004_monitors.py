@@ -89,8 +89,7 @@ def upgrade() -> None:
         sa.Column("last_fail_at", storage.types.UTCDateTime(timezone=True), nullable=True),
         sa.Column("expected_at", storage.types.UTCDateTime(timezone=True), nullable=True),
         sa.Column("due_at", storage.types.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("claimed_by", sa.String(length=64), nullable=True),
-        sa.Column("claimed_until", storage.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("schedule", sa.String(length=200), nullable=True),
         sa.ForeignKeyConstraint(
             ["integration_id"],
             ["integrations.id"],
