@@ -17,6 +17,7 @@ from bot.catalog_watcher import CatalogWatcher
 from bot.deps import Deps, utcnow
 from bot.http_app import build_http_app
 from bot.intake_writer import IntakeWriter
+from bot.listeners.review_buttons import REVIEW_ACTIONS
 from bot.outbox_worker import OutboxWorker, build_sender, default_worker_id
 from bot.probe_runner import ProbeRunner
 from bot.settings import Settings
@@ -24,6 +25,7 @@ from bot.slack_app import build_bolt_app
 from bot.status_poller import StatusPoller
 from commands.alert_schedule import escalate_due, post_after_silence
 from commands.heartbeats import raise_missed
+from commands.reviews import review_tick
 from storage.db import make_engine, make_session_factory, transaction
 from storage.migrate import upgrade
 
@@ -63,6 +65,8 @@ class Runtime:
         with transaction(self.deps.sessions) as session:
             now = self.deps.clock()
             queued += escalate_due(session, now) + post_after_silence(session, now)
+        with transaction(self.deps.sessions) as session:
+            queued += review_tick(session, self.deps.clock(), REVIEW_ACTIONS)
         if queued and self.outbox is not None:
             self.outbox.notify()
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from sqlalchemy.orm import Session
 
-from commands import alert_actions, heartbeat_reply, lookups
+from commands import alert_actions, heartbeat_reply, lookups, reviews
 from commands.matching import Candidate, find
 from commands.render import blocks as bk
 from commands.render.mrkdwn import CHANNEL_LINK, escape, from_slack
@@ -31,14 +31,14 @@ HANDLERS: dict[str, Handler] = {
     "resolve": alert_actions.resolve_reply,
     "silence": alert_actions.silence_reply,
     "heartbeat": heartbeat_reply.heartbeat_reply,
+    "reviews": reviews.reviews_reply,
+    "review": reviews.review_reply,
 }
 
 # Verbs of the contract that later releases bring; named so they are not "unknown".
 PLANNED = {
     "log",
     "changes",
-    "reviews",
-    "review",
     "impact",
     "diagram",
 }

@@ -554,7 +554,7 @@ def test_an_unknown_verb_with_no_near_miss_points_to_help(client):
 
 
 def test_a_planned_verb_says_it_is_not_available_yet(client):
-    for command in ["log crm moved to SFTP", "changes", "reviews", "diagram", "IMPACT slate"]:
+    for command in ["log crm moved to SFTP", "changes", "diagram", "IMPACT slate"]:
         verb = command.split()[0].lower()
         assert shown(send(client, command)) == (
             f"`/integ {verb}` is not available in this version yet. `/integ help` lists what is."
