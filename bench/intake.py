@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -1250,6 +1250,34 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def run_each(
+    kinds: Sequence[str],
+    chosen: Sequence[str],
+    runners: dict[str, tuple[Callable[..., Any], list[Any], type]],
+    args: argparse.Namespace,
+    *,
+    prefix: str,
+) -> None:
+    """Run each chosen scenario on each database, in a work folder of its own; a scenario on
+    an unreachable PostgreSQL is recorded as skipped, with the reason, rather than failing.
+    `runners` maps a scenario to (function, the list its results go to, its result class)."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        for kind in kinds:
+            workdir = Path(tmp) / kind
+            workdir.mkdir()
+            reason = None
+            if kind == "postgresql":
+                reason = seed.postgres_unreachable(args.postgres_admin_url)
+                if reason is not None:
+                    print(f"[postgresql] skipped: not reachable ({reason})")
+            for name in chosen:
+                runner, into, empty = runners[name]
+                if reason is not None:
+                    into.append(empty(database=kind, skipped=f"not reachable: {reason}"))
+                    continue
+                into.append(runner(kind, workdir, args))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     chosen = [s.strip() for s in args.scenarios.split(",") if s.strip()]
@@ -1269,21 +1297,7 @@ def main(argv: list[str] | None = None) -> int:
         "latency": (run_latency, run.latency, LatencyResult),
         "storm": (run_storm, run.storm, StormResult),
     }
-    with tempfile.TemporaryDirectory(prefix="integ-bench-intake-") as tmp:
-        for kind in kinds:
-            workdir = Path(tmp) / kind
-            workdir.mkdir()
-            reason = None
-            if kind == "postgresql":
-                reason = seed.postgres_unreachable(args.postgres_admin_url)
-                if reason is not None:
-                    print(f"[postgresql] skipped: not reachable ({reason})")
-            for name in chosen:
-                runner, into, empty = runners[name]
-                if reason is not None:
-                    into.append(empty(database=kind, skipped=f"not reachable: {reason}"))
-                    continue
-                into.append(runner(kind, workdir, args))
+    run_each(kinds, chosen, runners, args, prefix="integ-bench-intake-")
     info = sl.machine(load)
     for title, headers, table in run.sections():
         print(f"\n{title}\n{_text_table(headers, table)}")

@@ -44,18 +44,25 @@ class RawConnection:
         self._writer: asyncio.StreamWriter | None = None
 
     async def post(self, path: str, body: bytes, headers: Mapping[str, str]) -> tuple[int, bytes]:
+        return await self.request("POST", path, body, headers)
+
+    async def request(
+        self, method: str, path: str, body: bytes = b"", headers: Mapping[str, str] | None = None
+    ) -> tuple[int, bytes]:
         try:
-            return await asyncio.wait_for(self._exchange(path, body, headers), TIMEOUT)
+            return await asyncio.wait_for(
+                self._exchange(method, path, body, headers or {}), TIMEOUT
+            )
         except BaseException:
             await self.aclose()  # a half-read answer would poison the next one
             raise
 
     async def _exchange(
-        self, path: str, body: bytes, headers: Mapping[str, str]
+        self, method: str, path: str, body: bytes, headers: Mapping[str, str]
     ) -> tuple[int, bytes]:
         if self._writer is None or self._reader is None:
             self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
-        lines = [f"POST {path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
         lines += [f"{name}: {value}" for name, value in headers.items()]
         lines.append(f"Content-Length: {len(body)}")
         self._writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
@@ -69,7 +76,9 @@ class RawConnection:
             name, sep, value = line.partition(":")
             if sep:
                 fields[name.strip().lower()] = value.strip()
-        if fields.get("transfer-encoding", "").lower() == "chunked":
+        if method == "HEAD":
+            data = b""  # the headers describe a body that is not sent
+        elif fields.get("transfer-encoding", "").lower() == "chunked":
             data = await self._chunked()
         elif fields.get("content-length", "").isdigit():
             data = await self._reader.readexactly(int(fields["content-length"]))

@@ -33,7 +33,6 @@ import os
 import pstats
 import random
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -160,46 +159,6 @@ def monitors_catalog(
 # -- scenario 1: pings over HTTP -------------------------------------------------------------
 
 
-class PingConnection(RawConnection):
-    """RawConnection with the method chosen per request: it only sends POST, and jobs ping
-    with whatever curl or wget sends, mostly GET."""
-
-    method = "POST"
-
-    async def send(self, method: str, path: str, body: bytes) -> tuple[int, bytes]:
-        self.method = method
-        headers = {"Content-Type": "text/plain"} if body else {}
-        return await self.post(path, body, headers)
-
-    async def _exchange(
-        self, path: str, body: bytes, headers: Mapping[str, str]
-    ) -> tuple[int, bytes]:
-        # RawConnection's exchange with the method as a parameter; the answers to pings are
-        # short plain text with a Content-Length, which is all this reads.
-        if self._writer is None or self._reader is None:
-            self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
-        lines = [f"{self.method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
-        lines += [f"{name}: {value}" for name, value in headers.items()]
-        lines.append(f"Content-Length: {len(body)}")
-        self._writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
-        head = await self._reader.readuntil(b"\r\n\r\n")
-        status_line, *header_lines = head.decode("latin-1").split("\r\n")
-        parts = status_line.split(" ", 2)
-        if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
-            raise BadResponse(f"status line {status_line!r}")
-        fields = {}
-        for line in header_lines:
-            name, sep, value = line.partition(":")
-            if sep:
-                fields[name.strip().lower()] = value.strip()
-        if not fields.get("content-length", "").isdigit():
-            raise BadResponse("answer without Content-Length")
-        data = await self._reader.readexactly(int(fields["content-length"]))
-        if fields.get("connection", "").lower() == "close":
-            await self.aclose()
-        return int(parts[1]), data
-
-
 @dataclass(frozen=True)
 class Ping:
     method: str
@@ -227,10 +186,11 @@ def ping_mix(rng: random.Random, keys: Sequence[str], total: int) -> list[Ping]:
     return pings
 
 
-async def _send(connection: PingConnection, ping: Ping) -> intake.Answer:
+async def _send(connection: RawConnection, ping: Ping) -> intake.Answer:
     sent = time.time()
+    headers = {"Content-Type": "text/plain"} if ping.body else {}
     try:
-        status, answer = await connection.send(ping.method, ping.path, ping.body)
+        status, answer = await connection.request(ping.method, ping.path, ping.body, headers)
         error = None if status == 200 else f"HTTP {status}: {answer[:120]!r}"
     except (OSError, TimeoutError, asyncio.IncompleteReadError, BadResponse) as exc:
         status, error = 0, type(exc).__name__
@@ -247,7 +207,7 @@ async def closed_loop(
     deadline = time.monotonic() + max_seconds
     timed_out = False
 
-    async def sender(connection: PingConnection) -> None:
+    async def sender(connection: RawConnection) -> None:
         nonlocal timed_out
         for index in order:
             if time.monotonic() > deadline:
@@ -255,7 +215,7 @@ async def closed_loop(
                 return
             answers[index] = await _send(connection, pings[index])
 
-    connections = [PingConnection(url) for _ in range(concurrency)]
+    connections = [RawConnection(url) for _ in range(concurrency)]
     started = time.monotonic()
     try:
         await asyncio.gather(*(sender(c) for c in connections))
@@ -1086,21 +1046,7 @@ def main(argv: list[str] | None = None) -> int:
         "pings": (run_pings, run.pings, PingResult),
         "tick": (run_tick, run.ticks, TickResult),
     }
-    with tempfile.TemporaryDirectory(prefix="integ-bench-monitors-") as tmp:
-        for kind in kinds:
-            workdir = Path(tmp) / kind
-            workdir.mkdir()
-            reason = None
-            if kind == "postgresql":
-                reason = seed.postgres_unreachable(args.postgres_admin_url)
-                if reason is not None:
-                    print(f"[postgresql] skipped: not reachable ({reason})")
-            for name in chosen:
-                runner, into, empty = runners[name]
-                if reason is not None:
-                    into.append(empty(database=kind, skipped=f"not reachable: {reason}"))
-                    continue
-                into.append(runner(kind, workdir, args))
+    intake.run_each(kinds, chosen, runners, args, prefix="integ-bench-monitors-")
     info = sl.machine(load)
     for title, headers, table in run.sections():
         print(f"\n{title}\n{intake._text_table(headers, table)}")
