@@ -190,23 +190,17 @@ def end_snoozes(session: Session, now: datetime, actions: ReviewActions) -> int:
 
 def send_reminders(session: Session, now: datetime) -> int:
     """Repeat each unanswered nudge in its thread every REMIND_EVERY; from the third repeat
-    the backups are mentioned too. At most one reminder per integration per day."""
+    the backups are mentioned too.
+
+    At most one reminder per integration per day follows from the rest: an integration has
+    at most one waiting nudge (post_due_nudges), and a snooze ending counts as a reminder."""
     today = now.date()
-    reminded_today = {
-        integration_id
-        for integration_id, at in session.execute(
-            select(ReviewNudge.integration_id, ReviewNudge.last_reminded_at).where(
-                ReviewNudge.last_reminded_at.is_not(None)
-            )
-        )
-        if at.date() == today
-    }
     queued = 0
     for nudge in session.scalars(
         select(ReviewNudge).where(ReviewNudge.status == OPEN).order_by(ReviewNudge.id)
     ).all():
         since = nudge.last_reminded_at or nudge.posted_at
-        if now - since < REMIND_EVERY or nudge.integration_id in reminded_today:
+        if now - since < REMIND_EVERY:
             continue
         thread_ts = _nudge_ts(session, nudge)
         integ = session.get(Integration, nudge.integration_id)
@@ -235,7 +229,6 @@ def send_reminders(session: Session, now: datetime) -> int:
         if repeat > ESCALATE_AFTER_REMINDERS and backups:
             text += " Backups: " + ", ".join(mention(b) for b in backups) + "."
         queued += _thread_note(session, nudge, text, now, thread_ts)
-        reminded_today.add(nudge.integration_id)
     return queued
 
 

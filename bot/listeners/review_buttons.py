@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +12,7 @@ from slack_sdk import WebClient
 
 from bot import wire_ids
 from bot.deps import Deps
+from bot.listeners.slash_commands import ack_failure
 from commands import reviews
 from commands.replies import Invocation, Reply
 from commands.review_messages import ReviewActions, review_modal
@@ -145,13 +145,7 @@ def register(app: App, deps: Deps, notify: Callable[[], None]) -> None:
                     session, inv, words[1] if len(words) > 1 else "", wire_ids.REVIEW_VIEW
                 )
         except Exception:
-            # As for every `/integ`: the person still gets an answer in time.
-            ref = uuid.uuid4().hex[:8]
-            log.exception("/integ %r failed (ref %s)", command.get("text"), ref)
-            ack(
-                text=f":warning: Something went wrong on my side (ref `{ref}`); it is logged.",
-                response_type="ephemeral",
-            )
+            ack_failure(ack, command)
             return
         if isinstance(form, Reply):
             ack(text=form.text, blocks=form.blocks, response_type="ephemeral")

@@ -34,6 +34,17 @@ def answer(deps: Deps, text: str, user_id: str, channel_id: str | None) -> Reply
     return reply
 
 
+def ack_failure(ack: Ack, command: dict[str, Any]) -> None:
+    """Answer a command that failed on our side: the person still gets an answer in time,
+    with a reference to the details in the log."""
+    ref = uuid.uuid4().hex[:8]
+    log.exception("/integ %r failed (ref %s)", command.get("text"), ref)
+    ack(
+        text=f":warning: Something went wrong on my side (ref `{ref}`); it is logged.",
+        response_type="ephemeral",
+    )
+
+
 def register(app: App, deps: Deps, notify_outbox: Callable[[], None]) -> None:
     @app.command(wire_ids.SLASH_COMMAND)
     def integ_command(ack: Ack, command: dict[str, Any]) -> None:
@@ -45,13 +56,7 @@ def register(app: App, deps: Deps, notify_outbox: Callable[[], None]) -> None:
                 command.get("channel_id"),
             )
         except Exception:
-            # The person still gets an answer in time; the details go to the log.
-            ref = uuid.uuid4().hex[:8]
-            log.exception("/integ %r failed (ref %s)", command.get("text"), ref)
-            ack(
-                text=f":warning: Something went wrong on my side (ref `{ref}`); it is logged.",
-                response_type="ephemeral",
-            )
+            ack_failure(ack, command)
             return
         notify_outbox()  # ack, resolve and the like queue updates of alert messages
         ack(
