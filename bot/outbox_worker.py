@@ -594,8 +594,16 @@ class OutboxWorker:
         # the message shows the alert as it was when the earlier claim rendered it, and the
         # updates queued since must still be sent.
         renders_now = not (job.unresolved and job.kind == POST)
-        if job.kind in (POST, UPDATE) and job.alert_id is not None and renders_now:
-            self._supersede(session, job, now)
+        if job.kind in (POST, UPDATE) and job.alert_id is not None:
+            # Wait for any transaction changing the alert to finish before the claim commits.
+            # Such a transaction may have seen this row still unclaimed and so queued no update
+            # of its own; rendered after this claim, the message then shows its change too.
+            # (PostgreSQL: FOR SHARE. SQLite has one writer, so it cannot interleave anyway.)
+            session.execute(
+                select(Alert.id).where(Alert.id == job.alert_id).with_for_update(read=True)
+            )
+            if renders_now:
+                self._supersede(session, job, now)
         return job
 
     def _supersede(self, session: Session, job: _Job, now: datetime) -> None:
