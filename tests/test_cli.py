@@ -88,6 +88,14 @@ def test_shell_answers_one_line_given_with_c(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_shell_shows_a_cron_schedule_as_written(tmp_path):
+    # `* * *` inside a code span is a cron expression, not bold markers to strip.
+    result = run_cli("shell", "-c", "/integ heartbeat crm", cwd=tmp_path, env=shell_env(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "cron `0 2 * * *` (America/Chicago), grace 1h" in result.stdout
+    assert "/ping/3f6c0d2e-crm-nightly" in result.stdout
+
+
 def test_shell_answers_each_line_piped_into_it(tmp_path):
     lines = [
         "/integ status crm",

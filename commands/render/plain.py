@@ -20,6 +20,8 @@ _EMOJI = {
     ":warning:": "!",
 }
 _EMOJI_CODE = re.compile(r":[a-z0-9_+-]+:")
+# Code spans are shown as they are: a cron expression's `* * *` is not bold markers.
+_CODE = re.compile(r"(`[^`\n]*`)")
 
 
 def to_plain(mrkdwn: str) -> str:
@@ -29,8 +31,13 @@ def to_plain(mrkdwn: str) -> str:
         mrkdwn,
     )
     text = _BARE.sub(lambda m: (m.group(1) if m.group(1) in "@#" else "") + m.group(2), text)
-    text = _BOLD.sub(r"\1", text)
-    text = _EMOJI_CODE.sub(lambda m: _EMOJI.get(m.group(0), m.group(0)), text)
+    parts = _CODE.split(text)  # odd indexes are code spans
+    text = "".join(
+        part
+        if n % 2
+        else _EMOJI_CODE.sub(lambda m: _EMOJI.get(m.group(0), m.group(0)), _BOLD.sub(r"\1", part))
+        for n, part in enumerate(parts)
+    )
     return html.unescape(text).strip()
 
 
