@@ -24,6 +24,7 @@ from bot.settings import Settings
 from bot.slack_app import build_bolt_app
 from bot.status_poller import StatusPoller
 from commands.alert_schedule import escalate_due, post_after_silence
+from commands.digest import DigestSchedule, post_digest
 from commands.heartbeats import raise_missed
 from commands.reviews import review_tick
 from storage.db import make_engine, make_session_factory, transaction
@@ -67,6 +68,17 @@ class Runtime:
             queued += escalate_due(session, now) + post_after_silence(session, now)
         with transaction(self.deps.sessions) as session:
             queued += review_tick(session, self.deps.clock(), REVIEW_ACTIONS)
+        settings = self.deps.settings
+        if settings.integ_digest_channel is not None:
+            schedule = DigestSchedule(
+                settings.integ_digest_weekday,
+                settings.integ_digest_hour,
+                settings.integ_digest_timezone,
+            )
+            with transaction(self.deps.sessions) as session:
+                queued += post_digest(
+                    session, self.deps.clock(), settings.integ_digest_channel, schedule
+                )
         if queued and self.outbox is not None:
             self.outbox.notify()
 

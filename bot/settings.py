@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 BUNDLED_CATALOG = Path(__file__).resolve().parent.parent / "examples" / "catalog.yml"
 
 
@@ -48,6 +50,10 @@ class Settings(BaseSettings):
     integ_tick_seconds: float = Field(default=30, gt=0, allow_inf_nan=False)
     integ_status_poll_seconds: float = Field(default=300, gt=0, allow_inf_nan=False)
     integ_digest_channel: str | None = None
+    # When the digest goes out: a weekday (mon … sun) at an hour, in a timezone.
+    integ_digest_weekday: int = 0
+    integ_digest_hour: int = Field(default=9, ge=0, le=23)
+    integ_digest_timezone: str = "UTC"
     # Where people and jobs reach the bot, e.g. https://integ-bot.example.edu; shown in ping
     # URLs. Unset: the path alone is shown.
     integ_public_url: str | None = Field(default=None, pattern=r"^https?://")
@@ -83,6 +89,35 @@ class Settings(BaseSettings):
     def _app_token_shape(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith("xapp-"):
             raise ValueError("must be an app-level token starting with xapp-")
+        return value
+
+    @field_validator("integ_digest_weekday", mode="before")
+    @classmethod
+    def _weekday(cls, value: object) -> object:
+        if isinstance(value, str):
+            name = value.strip().lower()
+            for number, day in enumerate(WEEKDAYS):
+                # "mon", "Monday" and "MONDAY" all mean Monday; numbers are refused, because
+                # cron counts from Sunday and ISO from Monday.
+                if len(name) >= 3 and day.startswith(name):
+                    return number
+            raise ValueError(f"must be a weekday: {', '.join(d[:3] for d in WEEKDAYS)}")
+        return value
+
+    @field_validator("integ_digest_weekday")
+    @classmethod
+    def _weekday_range(cls, value: int) -> int:
+        if not 0 <= value <= 6:
+            raise ValueError(f"must be a weekday: {', '.join(d[:3] for d in WEEKDAYS)}")
+        return value
+
+    @field_validator("integ_digest_timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {value!r}; use a name like Europe/Paris") from None
         return value
 
     @field_validator("slack_api_url")

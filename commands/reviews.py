@@ -431,20 +431,19 @@ def waiting_nudge(session: Session, integration_id: str) -> int | None:
 # -- `/integ reviews` and `/integ review i` -----------------------------------------------------
 
 
-def reviews_reply(session: Session, inv: Invocation, _args: str) -> Reply:
-    today = inv.now.date()
+def due_items(session: Session, today: date, ahead: timedelta) -> list[DueItem]:
+    """Reviews overdue, due within `ahead`, or waiting on a nudge; soonest first."""
     last = latest_reviews(session)
     waiting = {
         n.integration_id: n
         for n in session.scalars(select(ReviewNudge).where(ReviewNudge.status.in_((OPEN, SNOOZED))))
     }
     due: list[DueItem] = []
-    follow: list[tuple[Integration, Review]] = []
     for integ in queries.integrations(session):
         review = last.get(integ.id)
         when = review_due(integ, review.reviewed_at if review is not None else None)
         nudge = waiting.get(integ.id)
-        if when <= today + LIST_AHEAD or nudge is not None:
+        if when <= today + ahead or nudge is not None:
             due.append(
                 DueItem(
                     integ,
@@ -453,10 +452,19 @@ def reviews_reply(session: Session, inv: Invocation, _args: str) -> Reply:
                     nudge.assigned_to if nudge is not None else None,
                 )
             )
-        if review is not None and follow_ups(review):
-            follow.append((integ, review))
     due.sort(key=lambda item: (item.due, item.integ.id))
-    return render_list(due, follow, today)
+    return due
+
+
+def reviews_reply(session: Session, inv: Invocation, _args: str) -> Reply:
+    today = inv.now.date()
+    last = latest_reviews(session)
+    follow = [
+        (integ, last[integ.id])
+        for integ in queries.integrations(session)
+        if integ.id in last and follow_ups(last[integ.id])
+    ]
+    return render_list(due_items(session, today, LIST_AHEAD), follow, today)
 
 
 def review_form(

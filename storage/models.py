@@ -473,3 +473,22 @@ class ReviewNudge(Base):
     assigned_to: Mapped[str | None] = mapped_column(String(64))
     assigned_by: Mapped[str | None] = mapped_column(String(64))
     review_id: Mapped[int | None] = mapped_column(ForeignKey("reviews.id"))
+
+
+# -- the weekly digest (issue 5) --------------------------------------------------------------
+
+
+class Digest(Base):
+    """One weekly digest, posted once. The unique scheduled time is the claim, as for review
+    nudges: whoever inserts the row queues the message, so a restart or a second process
+    never posts the same week twice."""
+
+    __tablename__ = "digests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # When it was scheduled (INTEG_DIGEST_WEEKDAY at INTEG_DIGEST_HOUR); it covers the week
+    # before this moment.
+    scheduled_at: Mapped[datetime] = mapped_column(unique=True)
+    posted_at: Mapped[datetime]
+    channel: Mapped[str] = mapped_column(String(64))
+    outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id"))
