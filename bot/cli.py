@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+from datetime import date
 from pathlib import Path
 
 from bot.settings import Settings, SettingsError, load_settings
@@ -26,10 +27,23 @@ def main(argv: list[str] | None = None) -> int:
     db = sub.add_parser("db", help="database tools")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("upgrade", help="apply migrations")
+    export = sub.add_parser("export", help="write the change log or the knowledge base out")
+    export_sub = export.add_subparsers(dest="export_command", required=True)
+    changes = export_sub.add_parser("changes", help="the change log as CSV, oldest first")
+    changes.add_argument(
+        "--since", type=_day, metavar="DATE", help="changes on or after this day (YYYY-MM-DD)"
+    )
+    changes.add_argument("--integration", metavar="I", help="one integration's changes")
+    changes.add_argument(
+        "-o", "--output", type=Path, metavar="FILE", help="write here instead of stdout"
+    )
+    kb = export_sub.add_parser("kb", help="Markdown pages and the diagram, for a wiki")
+    kb.add_argument("directory", type=Path)
     args = parser.parse_args(argv)
 
-    # The shell's output is the answers; only warnings belong between them.
-    default_level = "WARNING" if args.command == "shell" else "INFO"
+    # The output of the shell and the exports is what was asked for; only warnings belong
+    # beside it.
+    default_level = "WARNING" if args.command in ("shell", "export") else "INFO"
     logging.basicConfig(
         level=os.environ.get("LOG_LEVEL", default_level).upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -46,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings()
         if args.command == "db":
             return db_upgrade(settings)
+        if args.command == "export":
+            return run_export(settings, args)
         if args.command == "shell":
             from bot.shell import run_shell
 
@@ -70,6 +86,30 @@ def check_catalog(path: Path) -> int:
         print(f"{path}: {count} error{'s' if count != 1 else ''}", file=sys.stderr)
         return 1
     print(f"{path}: ok, {len(catalog.systems)} systems, {len(catalog.integrations)} integrations")
+    return 0
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-11-01") from None
+
+
+def run_export(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.export import ExportError, export_changes, export_kb
+
+    try:
+        if args.export_command == "changes":
+            count = export_changes(settings, args.output, args.since, args.integration)
+            if args.output is not None:
+                print(f"{count} change{'s' if count != 1 else ''} written to {args.output}")
+            return 0
+        written = export_kb(settings, args.directory)
+    except ExportError as exc:
+        print(f"integ-bot export: {exc}", file=sys.stderr)
+        return 1
+    print(f"{len(written)} files written to {args.directory}")
     return 0
 
 

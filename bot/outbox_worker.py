@@ -14,6 +14,12 @@ Slack's chat.postMessage has no idempotency key, so every message the outbox cre
 its row id in Slack message metadata. When a worker dies after Slack accepted a post but
 before the ts was recorded, whoever claims the row after the lease looks for that id in the
 channel's history and records what it finds instead of posting the message a second time.
+
+An upload (a diagram) is rendered from its Graphviz source just before it is sent, and sent
+with files_upload_v2. A file carries no message metadata, so there is nothing to look for: an
+upload in doubt (a timeout or 5xx after Slack may have shared it, or a worker dying before the
+result was recorded) is uploaded again by the next claim, and may show twice. A diagram
+twice is a small price, and a retry that never uploaded would be a worse one.
 """
 
 from __future__ import annotations
@@ -22,30 +28,33 @@ import http.client
 import itertools
 import logging
 import os
+import re
 import socket
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, Protocol, TextIO
-from urllib.error import URLError
+from urllib.error import HTTPError, URLError
 
 from prometheus_client import Counter, Gauge, Histogram
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackRequestError
 from sqlalchemy import and_, exists, func, not_, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, aliased
 
-from bot import wire_ids
+from bot import graphviz, wire_ids
 from bot.deps import Deps
 from bot.settings import Settings
 from commands.alert_messages import AlertActions, render_current
-from commands.outbox import EDIT, MESSAGE, POST, REPLY, UPDATE, edit_of
+from commands.outbox import EDIT, MESSAGE, POST, REPLY, UPDATE, UPLOAD, edit_of
 from commands.render.blocks import Block
 from commands.render.plain import blocks_to_text
 from storage.db import transaction
@@ -173,6 +182,20 @@ class Sender(Protocol):
         the thread `thread_ts`) has one. Raises like a send when it cannot tell."""
         ...
 
+    def upload(
+        self,
+        *,
+        channel: str,
+        content: bytes,
+        filename: str,
+        title: str,
+        initial_comment: str = "",
+        alt_text: str = "",
+    ) -> Delivered:
+        """Share a file in the channel, with `initial_comment` (mrkdwn) shown with it. The
+        Delivered's ts is the file's id: a file has no message ts to update later."""
+        ...
+
 
 def outbox_metadata(outbox_id: int) -> dict[str, Any]:
     """Slack message metadata naming the outbox row a message was posted for."""
@@ -265,6 +288,44 @@ class SlackSender:
             params["cursor"] = cursor
         raise PermanentError(f"{method}: not within the newest {HISTORY_PAGE * HISTORY_PAGES}")
 
+    def upload(
+        self,
+        *,
+        channel: str,
+        content: bytes,
+        filename: str,
+        title: str,
+        initial_comment: str = "",
+        alt_text: str = "",
+    ) -> Delivered:
+        # files_upload_v2 makes three requests (files.getUploadURLExternal, a POST of the
+        # bytes to the URL it returns, files.completeUploadExternal); a failure of any one is
+        # mapped like a failed call, and the next attempt starts over with a new URL.
+        try:
+            response = self.client.files_upload_v2(
+                channel=channel,
+                content=content,
+                filename=filename,
+                title=title,
+                initial_comment=initial_comment or None,
+                alt_txt=alt_text or None,
+            )
+        except SlackApiError as exc:
+            refused = exc.response
+            raise classify(refused.status_code, refused.headers, refused.data) from None
+        except HTTPError as exc:
+            # The upload URL answered with an error status (urllib raises for those).
+            headers = dict(exc.headers.items()) if exc.headers else {}
+            raise classify(exc.code, headers, {"error": f"upload_http_{exc.code}"}) from None
+        except SlackRequestError as exc:
+            # The upload URL answered with a status other than 200 that urllib accepts.
+            raise TransientError(f"upload: {exc}") from None
+        except (TimeoutError, URLError, ConnectionError, http.client.HTTPException) as exc:
+            raise TransientError(f"{type(exc).__name__}: {exc}") from None
+        data = response.data if isinstance(response.data, dict) else {}
+        shared = data.get("file") or next(iter(data.get("files") or []), None) or {}
+        return Delivered(channel=channel, ts=str(shared.get("id") or ""))
+
     def _own_bot_id(self) -> str | None:
         if not self._bot_id_known:
             bot_id = self._api("auth.test").get("bot_id")
@@ -313,11 +374,13 @@ def _retry_after(headers: dict[str, Any]) -> float:
 
 
 class ConsoleSender:
-    """Local mode (no token): messages meant for Slack are printed readably instead."""
+    """Local mode (no token): messages meant for Slack are printed readably instead, and
+    files are saved under `upload_dir` (by default integ-bot-uploads in the temp directory)."""
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    def __init__(self, stream: TextIO | None = None, upload_dir: Path | None = None) -> None:
         # Resolved at each write, so a redirected sys.stdout (pytest's capsys) is honoured.
         self.stream = stream
+        self.upload_dir = upload_dir or Path(tempfile.gettempdir()) / "integ-bot-uploads"
         self._seq = itertools.count(1)
         self._lock = threading.Lock()
 
@@ -347,6 +410,27 @@ class ConsoleSender:
     ) -> Delivered | None:
         # What a dead process printed cannot be read back; printing it again harms nobody.
         return None
+
+    def upload(
+        self,
+        *,
+        channel: str,
+        content: bytes,
+        filename: str,
+        title: str,
+        initial_comment: str = "",
+        alt_text: str = "",
+    ) -> Delivered:
+        ts = self._next_ts()
+        safe = re.sub(r"[^A-Za-z0-9._-]+", "-", filename).strip(".-") or "upload"
+        self.upload_dir.mkdir(parents=True, exist_ok=True)
+        path = self.upload_dir / f"{ts.replace('.', '-')}-{safe}"
+        path.write_bytes(content)
+        body = f"{title}: {len(content):,} bytes saved to {path}"
+        if initial_comment:
+            body += "\n" + blocks_to_text([], initial_comment)
+        self._print(f"#{channel} file", body)
+        return Delivered(channel=channel, ts=ts)
 
     def _next_ts(self) -> str:
         # Shaped like a Slack ts and unique within the process, so threads and updates of
@@ -391,8 +475,19 @@ class _Job:
 
 
 @dataclass(frozen=True)
+class _File:
+    """A rendered file to upload, and how Slack should show it."""
+
+    content: bytes
+    filename: str
+    title: str
+    alt_text: str = ""
+
+
+@dataclass(frozen=True)
 class _Call:
-    """One prepared Slack call: `ts` set means chat.update of that message."""
+    """One prepared Slack call: `ts` set means chat.update of that message; `file` set
+    means an upload of it, with `text` as its comment."""
 
     channel: str
     text: str
@@ -400,6 +495,13 @@ class _Call:
     thread_ts: str | None = None
     ts: str | None = None
     metadata: dict[str, Any] | None = None
+    file: _File | None = None
+
+    @property
+    def creates_message(self) -> bool:
+        """A post, which may be looked for by its metadata after a crash (see the module
+        docstring; an upload cannot be)."""
+        return self.ts is None and self.file is None
 
 
 @dataclass
@@ -423,6 +525,8 @@ class OutboxWorker:
     sender: Sender
     worker_id: str
     poll_seconds: float = POLL_SECONDS
+    # Graphviz source to PNG for uploads; a seam so that a test can stand in for `dot`.
+    render_png: Callable[[str], bytes] = graphviz.render_png
     _wake: threading.Event = field(default_factory=threading.Event, init=False)
     _stopping: threading.Event = field(default_factory=threading.Event, init=False)
     _thread: threading.Thread | None = field(default=None, init=False)
@@ -648,13 +752,17 @@ class OutboxWorker:
             call = self._prepare(job)
         except PermanentError as exc:
             return self._record(job, _Outcome("failed", error=exc.error))
+        except TransientError as exc:  # a diagram that took too long to render
+            outcome = _Outcome("retry", error=exc.error, unresolved=job.unresolved)
+            return self._record(job, outcome)
         except Exception as exc:
             log.exception("outbox #%d: could not be prepared", job.id)
             error = f"{type(exc).__name__}: {exc}"
             return self._record(job, _Outcome("retry", error=error, unresolved=job.unresolved))
-        if job.unresolved and call.ts is None:
+        if job.unresolved and call.creates_message:
             # Only a call that creates a message can leave a duplicate; an update is the same
-            # however often it is made, so it is simply made again.
+            # however often it is made, so it is simply made again. An upload has nothing to
+            # look for, so it is made again too (the module docstring says why).
             found = self._find_earlier_post(job, call)
             if found is not None:
                 return self._record(job, found)
@@ -705,7 +813,16 @@ class OutboxWorker:
 
     def _send(self, call: _Call) -> _Outcome:
         try:
-            if call.ts is not None:
+            if call.file is not None:
+                delivered = self.sender.upload(
+                    channel=call.channel,
+                    content=call.file.content,
+                    filename=call.file.filename,
+                    title=call.file.title,
+                    initial_comment=call.text,
+                    alt_text=call.file.alt_text,
+                )
+            elif call.ts is not None:
                 delivered = self.sender.update(
                     channel=call.channel, ts=call.ts, text=call.text, blocks=call.blocks
                 )
@@ -728,7 +845,7 @@ class OutboxWorker:
                 "retry",
                 error=exc.error,
                 http_status=exc.http_status,
-                unresolved=call.ts is None,
+                unresolved=call.creates_message,
             )
         except PermanentError as exc:
             outcome = _Outcome("failed", error=exc.error, http_status=exc.http_status)
@@ -736,7 +853,7 @@ class OutboxWorker:
             # Whatever else the transport raises (a reset socket, a proxy answering HTML):
             # retried, because a lost alert is worse than a late one, and looked for first.
             error = f"{type(exc).__name__}: {exc}"
-            outcome = _Outcome("retry", error=error, unresolved=call.ts is None)
+            outcome = _Outcome("retry", error=error, unresolved=call.creates_message)
         else:
             outcome = _Outcome("ok", delivered=delivered, http_status=200)
         return outcome
@@ -758,6 +875,8 @@ class OutboxWorker:
             )
         if job.kind == EDIT:
             return self._prepare_edit(job)
+        if job.kind == UPLOAD:
+            return self._prepare_upload(job)
         if job.kind not in (POST, UPDATE, REPLY):
             raise PermanentError(f"unknown outbox kind {job.kind!r}")
         if job.alert_id is None:
@@ -806,6 +925,29 @@ class OutboxWorker:
             text=str(job.payload.get("text") or ""),
             blocks=job.payload.get("blocks") or None,
             ts=ts,
+        )
+
+    def _prepare_upload(self, job: _Job) -> _Call:
+        source = job.payload.get("dot")
+        if not isinstance(source, str) or not source.strip():
+            raise PermanentError("an upload needs its Graphviz source")
+        try:
+            png = self.render_png(source)
+        except graphviz.RenderTimedOut as exc:
+            raise TransientError(f"graphviz: {exc}") from None
+        except graphviz.GraphvizError as exc:
+            # Missing here, or refusing the source: trying again would fail the same way.
+            raise PermanentError(f"graphviz: {exc}") from None
+        filename = str(job.payload.get("filename") or "diagram.png")
+        return _Call(
+            channel=job.channel,
+            text=str(job.payload.get("comment") or ""),
+            file=_File(
+                content=png,
+                filename=filename,
+                title=str(job.payload.get("title") or filename),
+                alt_text=str(job.payload.get("alt_text") or ""),
+            ),
         )
 
     # -- recording --------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from bot.probe_runner import ProbeRunner
 from bot.settings import Settings
 from bot.slack_app import build_bolt_app
 from bot.status_poller import StatusPoller
+from commands import slack_events
 from commands.alert_schedule import escalate_due, post_after_silence
 from commands.digest import DigestSchedule, post_digest
 from commands.heartbeats import raise_missed
@@ -68,6 +69,7 @@ class Runtime:
             queued += escalate_due(session, now) + post_after_silence(session, now)
         with transaction(self.deps.sessions) as session:
             queued += review_tick(session, self.deps.clock(), REVIEW_ACTIONS)
+            slack_events.prune(session, self.deps.clock())
         settings = self.deps.settings
         if settings.integ_digest_channel is not None:
             schedule = DigestSchedule(

@@ -50,5 +50,8 @@ def deliver(runtime: Runtime) -> None:
 
 def respond(deps: Deps, typed: str) -> str:
     text = typed.removeprefix("/integ").strip() if typed.startswith("/integ") else typed
+    # Slack escapes these in every command it sends; the console does the same, so that a
+    # `<` typed here reaches a change log as a `<`, not as the start of a Slack link.
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     reply = answer(deps, text, SHELL_USER, None)
     return blocks_to_text(reply.blocks, reply.text)

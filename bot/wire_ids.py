@@ -23,6 +23,11 @@ REVIEW_DONE_ACTION: Final = "integ_review_done"
 REVIEW_SNOOZE_ACTION: Final = "integ_review_snooze"
 REVIEW_REASSIGN_ACTION: Final = "integ_review_reassign"
 
+# The Older and Newer buttons under `/integ changes`. Both open the page their value names;
+# there are two only because Slack wants an action id once per block.
+CHANGES_PAGE_ACTION: Final = "integ_changes_page"
+CHANGES_PAGE_NEWER_ACTION: Final = "integ_changes_page_newer"
+
 # Modal callback ids.
 RESOLVE_VIEW: Final = "integ_resolve_view"
 REVIEW_VIEW: Final = "integ_review_view"

@@ -1,7 +1,8 @@
 """The change log (practice 6): every change that affects an integration, one row each.
 
-Silences write to it today; `/integ log`, the message shortcut and the :memo: reaction are
-meant to add theirs through the same `record`, so every entry is checked the same way.
+Silences write to it, and `/integ log`, the message shortcut and the :memo: reaction
+(commands/change_log.py) add theirs through the same `record`, so every entry is checked
+the same way.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def record(
     ticket_url: str | None = None,
     message_channel: str | None = None,
     message_ts: str | None = None,
+    logged_by: str | None = None,
 ) -> Change:
     """Add one entry to the session's transaction; the caller's transaction commits it.
 
@@ -54,6 +56,7 @@ def record(
         category=str(category),
         summary=summary,
         author=author,
+        logged_by=logged_by,
         source=str(source),
         happened_at=happened_at,
         logged_at=logged_at,

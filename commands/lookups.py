@@ -29,7 +29,7 @@ VERBS: list[tuple[str, str]] = [
     ("ack <alert id>", "acknowledge an alert"),
     ("resolve <alert id> <cause>", "resolve an alert with its root cause"),
     ("silence <integration> <duration> [reason]", "hold alerts back for a while"),
-    ("log <integration> <text>", "log a change"),
+    ("log <integration> [category] <text>", "log a change"),
     ("changes [integration] [Nd]", "changes logged"),
     ("reviews", "reviews due and overdue"),
     ("review <integration>", "review an integration now"),

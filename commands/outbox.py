@@ -32,6 +32,9 @@ REPLY = "reply"  # a message in the alert's thread; payload holds its text
 MESSAGE = "message"  # a plain message to a channel; payload holds text and blocks
 # chat.update of a MESSAGE row's message; payload holds {"of": <that row's id>, text, blocks}.
 EDIT = "edit"
+# A picture for a channel: the worker renders the payload's Graphviz source to PNG and uploads
+# it (files.getUploadURLExternal, the upload, files.completeUploadExternal); see queue_upload.
+UPLOAD = "upload"
 
 
 _outbox = OutboxMessage.__table__
@@ -184,3 +187,40 @@ def _fold_older_edits(session: Session, *, of: int, newer: int, now: datetime) -
             last_error=f"superseded by outbox #{newer}",
         )
     )
+
+
+def queue_upload(
+    session: Session,
+    *,
+    channel: str,
+    now: datetime,
+    dot: str,
+    filename: str,
+    title: str,
+    comment: str,
+    alt_text: str = "",
+) -> int:
+    """Queue a diagram for `channel`: the worker renders `dot` (Graphviz source) to a PNG
+    named `filename` and uploads it with `title`, `comment` (mrkdwn, shown with the file)
+    and `alt_text`; its outbox id.
+
+    Rendering waits for the worker so that the slash command stays inside Slack's three
+    seconds. Unlike a message, an upload carries no metadata to find it by after a crash:
+    one whose result was not recorded (a timeout, a worker dying mid-call) is uploaded again
+    by the next claim, so an upload in doubt may show twice.
+    """
+    message_id = enqueue(
+        session,
+        kind=UPLOAD,
+        channel=channel,
+        now=now,
+        payload={
+            "dot": dot,
+            "filename": filename,
+            "title": title,
+            "comment": comment,
+            "alt_text": alt_text,
+        },
+    )
+    assert message_id is not None  # only updates of alerts are ever folded away
+    return message_id

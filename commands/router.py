@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import replace
 
 from sqlalchemy.orm import Session
 
-from commands import alert_actions, heartbeat_reply, lookups, reviews
+from commands import (
+    alert_actions,
+    change_list,
+    change_log,
+    diagram,
+    heartbeat_reply,
+    impact,
+    lookups,
+    reviews,
+)
 from commands.matching import Candidate, find
 from commands.render import blocks as bk
 from commands.render.mrkdwn import CHANNEL_LINK, escape, from_slack
@@ -17,6 +27,9 @@ from commands.replies import Invocation, Reply
 MAX_TEXT = 4000
 
 Handler = Callable[[Session, Invocation, str], Reply]
+
+# The first word typed, and the space before it.
+_VERB_PREFIX = re.compile(r"^\s*/?\S+")
 
 HANDLERS: dict[str, Handler] = {
     "help": lambda session, inv, _args: lookups.help_reply(session, inv),
@@ -33,14 +46,11 @@ HANDLERS: dict[str, Handler] = {
     "heartbeat": heartbeat_reply.heartbeat_reply,
     "reviews": reviews.reviews_reply,
     "review": reviews.review_reply,
-}
-
-# Verbs of the contract that later releases bring; named so they are not "unknown".
-PLANNED = {
-    "log",
-    "changes",
-    "impact",
-    "diagram",
+    "impact": impact.impact_reply,
+    "changes": change_list.changes_reply,
+    "diagram": diagram.diagram_reply,
+    # Given the raw text, not the words: a logged change keeps its lines and spacing.
+    "log": lambda session, inv, _args: change_log.log_reply(session, inv, _raw_args(inv.text)),
 }
 
 
@@ -58,16 +68,10 @@ def handle(session: Session, inv: Invocation) -> Reply:
     verb = words[0].lower().lstrip("/")
     args = words[1].strip() if len(words) > 1 else ""
     if verb == "integ" and args:  # "/integ /integ status" pasted twice
-        return handle(session, replace(inv, text=args))
+        return handle(session, replace(inv, text=_raw_args(inv.text)))
     handler = HANDLERS.get(verb)
     if handler is not None:
         return handler(session, inv, _first_word_or_all(verb, args))
-    if verb in PLANNED:
-        text = (
-            f"`/integ {escape(verb)}` is not available in this version yet. "
-            "`/integ help` lists what is."
-        )
-        return Reply(text=text, blocks=[bk.section(text)])
     return _unknown_verb(verb)
 
 
@@ -80,15 +84,20 @@ def _normalise(text: str) -> str:
     return " ".join(plain.replace("\u00a0", " ").replace("\x00", " ").split())
 
 
+def _raw_args(text: str) -> str:
+    """What follows the verb as typed."""
+    return _VERB_PREFIX.sub("", text, count=1)
+
+
 def _first_word_or_all(verb: str, args: str) -> str:
     # Names are single words; `list` takes free text to filter on.
-    if verb in ("list", "resolve", "silence"):
+    if verb in ("list", "resolve", "silence", "changes"):
         return args
     return args.split()[0] if args else ""
 
 
 def _unknown_verb(verb: str) -> Reply:
-    verbs = [Candidate(v, v) for v in [*HANDLERS, *sorted(PLANNED)]]
+    verbs = [Candidate(v, v) for v in HANDLERS]
     _, suggestions = find(verb, verbs)
     shown = escape(verb[:50])
     if suggestions:

@@ -213,6 +213,9 @@ class Change(Base):
     summary: Mapped[str] = mapped_column(Text)
     # A Slack user id; NULL when no person wrote it: the bot itself, or an app's message.
     author: Mapped[str | None] = mapped_column(String(64))
+    # Who put it in the log, when that is not the author: the person who used the shortcut
+    # or reacted with :memo: on someone else's message.
+    logged_by: Mapped[str | None] = mapped_column(String(64))
     # When the change was made (a logged message's own time), against when it was logged.
     happened_at: Mapped[datetime]
     logged_at: Mapped[datetime]
@@ -492,3 +495,17 @@ class Digest(Base):
     posted_at: Mapped[datetime]
     channel: Mapped[str] = mapped_column(String(64))
     outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id"))
+
+
+# -- Slack events (issue 6) -------------------------------------------------------------------
+
+
+class SlackEvent(Base):
+    """An Events API delivery already acted on. Slack retries an event it thinks went
+    unanswered with the same event_id; inserting the id in the transaction that acts on the
+    event makes a retry find it and do nothing. Old rows are pruned."""
+
+    __tablename__ = "slack_events"
+
+    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(index=True)

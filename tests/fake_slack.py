@@ -214,6 +214,23 @@ class FakeSlack:
         with self._cond:
             return [dict(m) for m in self._messages.get(channel, [])]
 
+    def add_message(
+        self, channel: str, text: str, user: str, *, thread_ts: str | None = None
+    ) -> JSON:
+        """A person's message, as if they had written it in Slack; returns it (with its ts)."""
+        message: JSON = {
+            "type": "message",
+            "user": user,
+            "team": self.team_id,
+            "text": text,
+            "ts": self.next_ts(),
+            "client_msg_id": self._next_id("msg-"),
+        }
+        if thread_ts:
+            message["thread_ts"] = thread_ts
+        self._store(channel, message)
+        return dict(message)
+
     # -- failure injection -------------------------------------------------------------------
 
     def fail_next(
@@ -540,7 +557,8 @@ def _history(fake: FakeSlack, args: JSON, token: str) -> JSON:
 
 
 def _replies(fake: FakeSlack, args: JSON, token: str) -> JSON:
-    """conversations.replies: a thread's parent first, then its replies, oldest first."""
+    """conversations.replies: a thread's parent first, then its replies, oldest first. Given
+    the ts of a reply, Slack answers with that reply alone, and so does this."""
     channel = _channel(args)
     thread_ts = str(args.get("ts", ""))
     window = _window(args)
@@ -550,6 +568,8 @@ def _replies(fake: FakeSlack, args: JSON, token: str) -> JSON:
     parent = next((m for m in held if m["ts"] == thread_ts), None)
     if parent is None:
         return {"ok": False, "error": "thread_not_found"}
+    if parent.get("thread_ts") not in (None, thread_ts):
+        return {"messages": [_shown(parent, args)], "has_more": False}
     replies = [m for m in held if m is not parent and _inside(m, window)]
     thread = [parent, *sorted(replies, key=lambda m: _micros(m["ts"]))]
     page = _page(thread, args, newest_first=False)

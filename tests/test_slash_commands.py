@@ -553,12 +553,21 @@ def test_an_unknown_verb_with_no_near_miss_points_to_help(client):
     )
 
 
-def test_a_planned_verb_says_it_is_not_available_yet(client):
-    for command in ["log crm moved to SFTP", "changes", "diagram", "IMPACT slate"]:
-        verb = command.split()[0].lower()
-        assert shown(send(client, command)) == (
-            f"`/integ {verb}` is not available in this version yet. `/integ help` lists what is."
-        )
+# The verbs of the interface contract (shared/DESIGN.md, section 2), as written there.
+CONTRACT_VERBS = (
+    "help, list, status [i], owners i, runbook i, info i, support i|system, alerts [i], ack ID, "
+    "resolve ID cause, silence i duration [reason], log i text, changes [i] [Nd], reviews, "
+    "review i, impact system|i, diagram [system], heartbeat i"
+)
+
+
+def test_every_verb_of_the_contract_answers_and_none_is_unknown(client):
+    verbs = [usage.split()[0] for usage in CONTRACT_VERBS.split(", ")]
+    assert len(verbs) == 18
+    for verb in verbs:
+        text = shown(send(client, verb.upper()))
+        assert not text.startswith("I don't know"), (verb, text)
+        assert "not available" not in text, (verb, text)
 
 
 def test_the_command_typed_twice_is_read_once(client):

@@ -7,12 +7,20 @@ from collections.abc import Callable
 from slack_bolt import App
 
 from bot.deps import Deps
-from bot.listeners import alert_buttons, review_buttons, slash_commands
+from bot.listeners import (
+    alert_buttons,
+    change_log,
+    change_pages,
+    review_buttons,
+    slash_commands,
+)
 
 
 def register_all(app: App, deps: Deps, notify_outbox: Callable[[], None]) -> None:
     """`notify_outbox` wakes the outbox worker after a listener queued a Slack write."""
     # First: its `/integ review i` listener must be tried before the general `/integ` one.
     review_buttons.register(app, deps, notify_outbox)
+    change_pages.register(app, deps, notify_outbox)  # before `/integ`, like the above
     slash_commands.register(app, deps, notify_outbox)
     alert_buttons.register(app, deps, notify_outbox)
+    change_log.register(app, deps, notify_outbox)
