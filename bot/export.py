@@ -1,17 +1,28 @@
 """`integ-bot export changes` and `integ-bot export kb`: the change log as CSV and the
-knowledge base as Markdown, read from the database after the catalog is loaded into it."""
+knowledge base as Markdown, read from the database the bot keeps.
+
+An export only reads. It neither migrates the database nor loads a catalog into it: run
+against production from another directory, a catalog found there (or the bundled example)
+would otherwise mark every real integration removed."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
 from bot import graphviz
-from bot.runtime import build_runtime
+from bot.deps import utcnow
 from bot.settings import Settings
 from commands.change_export import write_changes_csv
 from commands.kb_export import write_kb
+from storage.db import make_engine, make_session_factory
+from storage.migrate import is_current
 
 
 class ExportError(Exception):
@@ -21,36 +32,50 @@ class ExportError(Exception):
 def export_changes(
     settings: Settings, output: Path | None, since: date | None, integration: str | None
 ) -> int:
-    """Write the CSV to `output` (stdout when None); how many entries."""
-    runtime = build_runtime(settings)
-    try:
-        start = datetime.combine(since, time(), tzinfo=UTC) if since is not None else None
-        with runtime.deps.sessions() as session:
-            # Checked before the file is opened, so a typo leaves no empty file behind.
-            try:
-                if output is None:
-                    return write_changes_csv(session, sys.stdout, start, integration)
-                partial = output.with_name(output.name + ".partial")
-                with partial.open("w", encoding="utf-8", newline="") as out:
-                    count = write_changes_csv(session, out, start, integration)
-                partial.replace(output)  # a reader never sees half a file
-                return count
-            except ValueError as exc:
-                if output is not None:
-                    output.with_name(output.name + ".partial").unlink(missing_ok=True)
-                raise ExportError(str(exc)) from None
-    finally:
-        runtime.close()
+    """Write the CSV to `output` (stdout when None); how many entries. `since` is a day,
+    from its midnight UTC."""
+    start = datetime.combine(since, time(), tzinfo=UTC) if since is not None else None
+    with _reading(settings) as session:
+        try:
+            if output is None:
+                return write_changes_csv(session, sys.stdout, start, integration)
+            partial = output.with_name(output.name + ".partial")
+            with partial.open("w", encoding="utf-8", newline="") as out:
+                count = write_changes_csv(session, out, start, integration)
+            partial.replace(output)  # a reader never sees half a file
+            return count
+        except ValueError as exc:  # an unknown integration, found before a row is written
+            if output is not None:
+                output.with_name(output.name + ".partial").unlink(missing_ok=True)
+            raise ExportError(str(exc)) from None
 
 
 def export_kb(settings: Settings, directory: Path) -> list[Path]:
     if directory.exists() and not directory.is_dir():
         raise ExportError(f"{directory} exists and is not a directory")
-    runtime = build_runtime(settings)
+    with _reading(settings) as session:
+        try:
+            return write_kb(session, directory, utcnow(), graphviz.render_png_if_installed)
+        except graphviz.GraphvizError as exc:
+            raise ExportError(f"the diagram could not be drawn: {exc}") from None
+
+
+@contextmanager
+def _reading(settings: Settings) -> Iterator[Session]:
+    engine = make_engine(settings.database_url)
+    where = engine.url.render_as_string(hide_password=True)
     try:
-        with runtime.deps.sessions() as session:
-            return write_kb(
-                session, directory, runtime.deps.clock(), graphviz.render_png_if_installed
+        try:
+            current = is_current(engine)
+        except SQLAlchemyError as exc:
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            raise ExportError(f"cannot read {where}: {reason}") from None
+        if not current:
+            raise ExportError(
+                f"{where} is not at the current schema; `integ-bot db upgrade` (or starting "
+                "the bot) brings it there"
             )
+        with make_session_factory(engine)() as session:
+            yield session
     finally:
-        runtime.close()
+        engine.dispose()

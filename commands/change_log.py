@@ -67,7 +67,22 @@ class SourceMessage:
     @property
     def written(self) -> str:
         """The text as the person wrote it."""
-        return from_slack(self.text)
+        return written(self.text)
+
+
+_LABELLED_LINK = re.compile(r"<((?:https?|mailto):[^<>|]*)\|([^<>]*)>")
+
+
+def written(text: str) -> str:
+    """Text as Slack sends it, back to what the person wrote. A link Slack shows by a label
+    keeps its address too (`ABC-1 (https://jira/ABC-1)`): a change log that lost the ticket's
+    URL would have lost the point of it."""
+
+    def label_and_url(match: re.Match[str]) -> str:
+        url, label = match.group(1), match.group(2)
+        return label if label == url.removeprefix("mailto:") else f"{label} ({url})"
+
+    return from_slack(_LABELLED_LINK.sub(label_and_url, text))
 
 
 def ts_time(ts: str) -> datetime:
@@ -152,7 +167,7 @@ def log_reply(session: Session, inv: Invocation, raw_args: str) -> Reply:
     found = resolve_integration(session, inv, name, "log")
     if isinstance(found, Reply):
         return found
-    text = from_slack(match.group(2)).strip()
+    text = written(match.group(2)).strip()
     first, _, rest = text.partition(" ")
     category = CATEGORY_WORDS.get(first.rstrip(":").lower())
     if category is not None and rest.strip():
@@ -218,8 +233,17 @@ def log_from_form(
         message=message,
         permalink=permalink,
         ticket_url=values.ticket_url,
-        confirm_in=(message.channel, message.thread_ts or message.ts),
+        confirm_in=_confirm_in(integ, message),
     )
+
+
+def _confirm_in(integ: Integration, message: SourceMessage) -> tuple[str, str | None]:
+    """In the message's thread when it is in the integration's channel; elsewhere (another
+    channel, a private one the bot is not in, a DM) in the integration's channel, where the
+    people who care about it are and where the bot can always post."""
+    if message.channel == integ.channel:
+        return message.channel, message.thread_ts or message.ts
+    return integ.channel, None
 
 
 # -- the :memo: reaction ----------------------------------------------------------------------
@@ -272,7 +296,7 @@ def log_from_reaction(
         now=now,
         message=message,
         permalink=permalink,
-        confirm_in=(message.channel, thread),
+        confirm_in=_confirm_in(integ, message),
     )
 
 
@@ -295,11 +319,16 @@ def message_edited(
     An entry whose summary is the message's text takes the new text. One whose summary was
     rewritten in the shortcut's form keeps it: the person chose those words, and the entry
     says the message was edited."""
+    before = written(previous) if previous is not None else None
+    after = written(text)
+    if before == after:
+        # Slack sends message_changed for an unfurled link or a new reply in the thread too;
+        # the words are the same, so the entry is not edited.
+        return 0
     entries = _entries_of(session, channel, ts)
-    before = from_slack(previous) if previous is not None else None
     for entry in entries:
         if before is not None and entry.summary == before:
-            entry.summary = from_slack(text)
+            entry.summary = after
         entry.edited_at = now
     return len(entries)
 

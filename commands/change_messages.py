@@ -50,16 +50,28 @@ def change_form(
 ) -> dict[str, Any]:
     """The shortcut's modal: integration, category, summary (the message's text) and an
     optional ticket link. `about` says which message it logs (mrkdwn, already escaped)."""
-    ordered = sorted(integrations, key=lambda i: (i.id != preselected, i.id))[:MAX_OPTIONS]
+    ordered = sorted(integrations, key=lambda i: i.id)[: MAX_OPTIONS * MAX_OPTIONS]
+    options = [_option(f"{i.id}: {i.name}", i.id) for i in ordered]
     integration: dict[str, Any] = {
         "type": "static_select",
         "action_id": "integration",
         "placeholder": bk.plain("Which integration changed?", OPTION_TEXT),
-        "options": [_option(f"{i.id}: {i.name}", i.id) for i in ordered],
     }
-    if preselected is not None and any(i.id == preselected for i in ordered):
-        chosen = next(i for i in ordered if i.id == preselected)
-        integration["initial_option"] = _option(f"{chosen.id}: {chosen.name}", chosen.id)
+    if len(options) <= MAX_OPTIONS:
+        integration["options"] = options
+    else:
+        # A select holds 100 options, or 100 groups of 100: past 100 integrations they are
+        # grouped, in order, each group named by its first and last id.
+        integration["option_groups"] = [
+            {
+                "label": bk.plain(f"{group[0]['value']} … {group[-1]['value']}", OPTION_TEXT),
+                "options": group,
+            }
+            for group in (options[n : n + MAX_OPTIONS] for n in range(0, len(options), MAX_OPTIONS))
+        ]
+    chosen = next((o for o in options if o["value"] == preselected), None)
+    if chosen is not None:
+        integration["initial_option"] = chosen
     category = {
         "type": "static_select",
         "action_id": "category",

@@ -12,6 +12,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from storage.models import Change, ChangeCategory, ChangeSource
+from storage.types import storable
 
 CATEGORIES: tuple[str, ...] = tuple(c.value for c in ChangeCategory)
 SOURCES: tuple[str, ...] = tuple(s.value for s in ChangeSource)
@@ -36,7 +37,9 @@ def record(
     """Add one entry to the session's transaction; the caller's transaction commits it.
 
     The summary is kept exactly as given: escaping belongs to whoever shows it, and an entry
-    altered on the way in could not be shown faithfully anywhere else (CSV, the wiki).
+    altered on the way in could not be shown faithfully anywhere else (CSV, the wiki). The
+    one exception is what no database here can hold (NUL, a lone surrogate; see `storable`),
+    so that an entry is stored the same on SQLite and PostgreSQL rather than refused on one.
     """
     # The columns are plain strings, so the database would accept a typo; refuse it here,
     # where the caller can still answer the person instead of storing a category no list
@@ -54,7 +57,7 @@ def record(
         # Plain str, so the object holds what a reload gives, whatever the driver would
         # make of a StrEnum member.
         category=str(category),
-        summary=summary,
+        summary=storable(summary),
         author=author,
         logged_by=logged_by,
         source=str(source),

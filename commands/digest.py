@@ -71,7 +71,9 @@ def post_digest(session: Session, now: datetime, channel: str, schedule: DigestS
     ).scalar()
     if claimed is None:
         return 0  # posted already, by this process before a restart or by another one
-    reply = render_digest(session, scheduled - WEEK, scheduled, now)
+    # "Due this week" is the week where the digest is read, not UTC's.
+    today = now.astimezone(ZoneInfo(schedule.timezone)).date()
+    reply = render_digest(session, scheduled - WEEK, scheduled, now, today)
     digest = session.get(Digest, claimed)
     assert digest is not None
     digest.outbox_id = outbox.enqueue(
@@ -85,8 +87,11 @@ def post_digest(session: Session, now: datetime, channel: str, schedule: DigestS
     return 1
 
 
-def render_digest(session: Session, start: datetime, end: datetime, now: datetime) -> Reply:
-    """The digest of the week [start, end), with what is open and due as of `now`."""
+def render_digest(
+    session: Session, start: datetime, end: datetime, now: datetime, today: date
+) -> Reply:
+    """The digest of the week [start, end), with what is open as of `now` and what is due
+    from `today` (the date where the digest is read)."""
     title = f"Weekly integration digest: {_day(start)} to {_day(end - timedelta(seconds=1))}"
     blocks: list[bk.Block] = [bk.header(title)]
     if now - end >= timedelta(hours=1):
@@ -95,9 +100,9 @@ def render_digest(session: Session, start: datetime, end: datetime, now: datetim
         )
     parts = (
         ("Open alerts", "open alerts", _open_alerts(session, now)),
-        ("Reviews due", "reviews due", _reviews_due(session, now.date())),
+        ("Reviews due", "reviews due", _reviews_due(session, today)),
         ("Changes logged this week", "changes logged", _changes(session, start, end)),
-        ("Heartbeats missed this week", "runs missed", _monitor_misses(session, start, end)),
+        ("Heartbeats missed this week", "monitor alerts", _monitor_misses(session, start, end)),
     )
     for heading, _, (_, lines) in parts:
         blocks.append(bk.divider())
@@ -200,4 +205,4 @@ def _monitor_misses(session: Session, start: datetime, end: datetime) -> Part:
             f"• `{escape(alert.integration_name)}`: {MONITORS[alert.source]} ×{alert.count} "
             f"since {alert.first_seen_at:%a %m-%d %H:%M} UTC, {state}"
         )
-    return sum(a.count for a in alerts), lines + _more(len(alerts))
+    return len(alerts), lines + _more(len(alerts))

@@ -204,6 +204,9 @@ class Change(Base):
             "message_ts",
             name="uq_changes_integration_message",
         ),
+        # Every edit and deletion of any message in the bot's channels looks here first;
+        # the constraint above cannot serve that lookup, led as it is by the integration.
+        Index("ix_changes_message", "message_channel", "message_ts"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

@@ -12,8 +12,9 @@ from sqlalchemy import select
 from bot import wire_ids
 from commands import change_log
 from commands.change_log import SourceMessage
+from commands.change_messages import change_form
 from storage.db import transaction
-from storage.models import Change, OutboxMessage
+from storage.models import Change, Integration, OutboxMessage
 from tests.conftest import make_settings
 from tests.slack_signing import (
     event_body,
@@ -186,8 +187,13 @@ def form_problems(view):
         if len(block["label"]["text"]) > 2000:
             problems.append(f"{block['block_id']}: label over 2000 characters")
         options = element.get("options", [])
-        if len(options) > 100:
-            problems.append(f"{block['block_id']}: over 100 options")
+        groups = element.get("option_groups", [])
+        if len(options) > 100 or len(groups) > 100 or (options and groups):
+            problems.append(f"{block['block_id']}: over 100 options, or options and groups")
+        for group in groups:
+            if len(group["options"]) > 100 or len(group["label"]["text"]) > 75:
+                problems.append(f"{block['block_id']}: a group over its limits")
+            options = options + group["options"]
         for option in options + [
             element.get("initial_option") or {"text": {"text": ""}, "value": ""}
         ]:
@@ -335,6 +341,47 @@ def test_the_shortcut_in_a_shared_channel_preselects_nothing_and_refuses_bad_ans
     assert entries(slack_server) == []
 
 
+def test_the_form_groups_past_a_hundred_integrations_so_that_each_can_be_chosen():
+    many = [
+        Integration(id=f"integ-{n:03d}", name=f"Integration {n} " + "é" * 90) for n in range(250)
+    ]
+    view = change_form(
+        many, "integ-170", "moved", "about", wire_ids.LOG_CHANGE_VIEW, {"channel": "C1"}
+    )
+    assert form_problems(view) == []
+    element = next(b for b in view["blocks"] if b.get("block_id") == "integration")["element"]
+    groups = element["option_groups"]
+    assert [len(g["options"]) for g in groups] == [100, 100, 50]
+    assert groups[0]["label"]["text"] == "integ-000 … integ-099"
+    values = [o["value"] for g in groups for o in g["options"]]
+    assert values == [i.id for i in many]
+    assert element["initial_option"]["value"] == "integ-170"
+
+
+def test_the_shortcut_elsewhere_confirms_in_the_integrations_channel(slack_server, fake_slack):
+    message = fake_slack.add_message("C0RANDOM1", "bumped the API version", "U0OWNER01")
+    view = shortcut(slack_server, fake_slack, message, channel="C0RANDOM1")
+    submit(slack_server, view, integration="crm", category="config", summary="API v2 -> v3")
+    deliver(slack_server)
+    assert posts_in(fake_slack, "C0RANDOM1") == []
+    [confirmation] = posts_in(fake_slack, CRM_CHANNEL)
+    assert "thread_ts" not in confirmation.args
+    assert "C0RANDOM1" in shown_text(confirmation)  # the link to the message
+
+
+def test_a_link_keeps_its_address_and_a_nul_is_dropped_on_every_database(slack_server):
+    command(
+        slack_server,
+        "log crm ticket ABC-1 and\x00 the docs",
+        sent="log crm ticket <https://jira.example.edu/ABC-1|ABC-1> and\x00 the "
+        "<https://docs.example.edu>",
+    )
+    [change] = entries(slack_server)
+    assert change.summary == (
+        "ticket ABC-1 (https://jira.example.edu/ABC-1) and the https://docs.example.edu"
+    )
+
+
 # -- the :memo: reaction ------------------------------------------------------------------------
 
 
@@ -464,6 +511,16 @@ def test_editing_a_logged_message_updates_its_entry_and_a_retry_does_not_undo_a_
     changed(slack_server, message, "moved to sftp2", "moved to sftp1", event_id="Ev0302")
     [change] = entries(slack_server)
     assert change.summary == "moved to sftp3 & back"
+
+
+def test_a_message_changed_with_the_same_words_is_not_an_edit(slack_server, fake_slack):
+    # Slack sends message_changed when it unfurls a link or the thread gets a reply.
+    message = fake_slack.add_message(CRM_CHANNEL, "see <https://status.example>", "U0OWNER01")
+    reaction(slack_server, message, user="U0BACKUP1", event_id="Ev0351")
+    same = "see <https://status.example>"
+    assert changed(slack_server, message, same, same, event_id="Ev0352").status_code == 200
+    [change] = entries(slack_server)
+    assert change.edited_at is None and change.summary == "see https://status.example"
 
 
 def test_an_edit_keeps_a_summary_rewritten_in_the_form_and_says_it_was_edited(

@@ -143,7 +143,7 @@ def test_one_digest_a_week_at_the_configured_time_with_the_weeks_facts(
     # The example catalog's other heartbeats have not pinged either: six alerts in all.
     assert text.count("heartbeat missed ×") == 6
     assert message.payload["text"].endswith(
-        "open alerts 8 · reviews due 4 · changes logged 2 · runs missed 20"
+        "open alerts 8 · reviews due 4 · changes logged 2 · monitor alerts 6"
     )
     assert block_kit_problems(message.payload) == []
 
@@ -171,7 +171,7 @@ def test_the_digest_notification_counts_what_the_message_lists(database_url, mak
     assert int(counts["open alerts"]) == text.count("\n• #") == 7
     assert int(counts["reviews due"]) == text.count(": due 2026-12-01, ") == 4
     assert int(counts["changes logged"]) == 1 and "`crm` config: one" in text
-    assert counts["runs missed"] == "0" and "None missed." in text
+    assert counts["monitor alerts"] == "0" and "None missed." in text
 
 
 def test_a_restart_or_a_second_process_does_not_post_the_digest_again(

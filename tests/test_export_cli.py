@@ -8,7 +8,10 @@ import io
 import shutil
 
 import pytest
+from sqlalchemy import func, select
 
+from storage.db import make_engine
+from storage.models import Integration
 from tests.cli_runner import run_cli
 from tests.conftest import EXAMPLE_CATALOG
 
@@ -66,6 +69,7 @@ def test_export_changes_filters_by_integration_and_day_into_a_file(tmp_path, env
 
 
 def test_export_changes_refuses_an_unknown_integration_or_date_and_writes_no_file(tmp_path, env):
+    log(tmp_path, env, "crm config one")
     out = tmp_path / "changes.csv"
     unknown = run_cli(
         "export", "changes", "--integration", "crmm", "-o", str(out), cwd=tmp_path, env=env
@@ -104,3 +108,42 @@ def test_export_kb_into_a_file_says_why_it_cannot(tmp_path, env):
     result = run_cli("export", "kb", str(target), cwd=tmp_path, env=env)
     assert result.returncode == 1
     assert "exists and is not a directory" in result.stderr
+
+
+ONE_INTEGRATION = """
+systems:
+  - {id: a, name: A}
+  - {id: b, name: B}
+integrations:
+  - {id: ab, name: A to B, source: a, target: b, mechanism: api, schedule: realtime,
+     owner: U0OWNER01, backups: [U0BACKUP1], channel: C0AB00001}
+"""
+
+
+def test_an_export_reads_the_database_and_loads_no_catalog_into_it(database_url, tmp_path, env):
+    log(tmp_path, env, "crm config one")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "catalog.yml").write_text(ONE_INTEGRATION)
+    # Run from another directory, whose catalog names one integration only.
+    result = run_cli("export", "changes", cwd=elsewhere, env={"DATABASE_URL": database_url})
+    assert result.returncode == 0, result.stderr
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            removed = conn.scalar(
+                select(func.count())
+                .select_from(Integration)
+                .where(Integration.removed_at.is_not(None))
+            )
+            known = conn.scalar(select(func.count()).select_from(Integration))
+    finally:
+        engine.dispose()
+    assert removed == 0 and known >= 8
+
+
+def test_an_export_of_a_database_never_set_up_says_so(tmp_path):
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    result = run_cli("export", "changes", cwd=tmp_path, env={"DATABASE_URL": url})
+    assert result.returncode == 1
+    assert "is not at the current schema; `integ-bot db upgrade`" in result.stderr
