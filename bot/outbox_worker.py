@@ -935,6 +935,17 @@ class OutboxWorker:
             png = self.render_png(source)
         except graphviz.RenderTimedOut as exc:
             raise TransientError(f"graphviz: {exc}") from None
+        except graphviz.GraphvizMissing:
+            fallback = job.payload.get("fallback") or {}
+            if not fallback.get("text"):
+                raise PermanentError("graphviz is missing here; no text version queued") from None
+            # The person was told a picture is coming; the text version is the next best.
+            return _Call(
+                channel=job.channel,
+                text=str(fallback["text"]),
+                blocks=fallback.get("blocks") or None,
+                metadata=outbox_metadata(job.id),
+            )
         except graphviz.GraphvizError as exc:
             # Missing here, or refusing the source: trying again would fail the same way.
             raise PermanentError(f"graphviz: {exc}") from None

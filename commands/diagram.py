@@ -31,6 +31,10 @@ OK_COLOR = "#4d4d4d"
 # Slack shows at most this much alt text for an image.
 ALT_TEXT = 1000
 MISSING = "Graphviz is not installed here, so this is the text version."
+MISSING_WHERE_SENT = (
+    "The picture could not be drawn: Graphviz is missing where I send from, "
+    "so this is the text version."
+)
 
 # Everything below a space except tab and newline: DOT has no escape for them and Graphviz
 # warns about (or mangles) them in labels.
@@ -299,6 +303,7 @@ def diagram_reply(
         title=title_of(graph, inv.now),
         comment=_comment(graph, inv.now),
         alt_text=truncate(f"Diagram of {describe(graph)}.", ALT_TEXT),
+        fallback=_as_message(text_reply(graph, note=MISSING_WHERE_SENT)),
     )
     text = (
         f"Drawing the diagram ({escape(describe(graph))}); "
@@ -329,6 +334,10 @@ def text_reply(graph: Graph, note: str) -> Reply:
         *bk.sections_for_lines(systems),
     ]
     return Reply(text=f"{note} {describe(graph)}", blocks=bk.cap_blocks(blocks, "More not shown."))
+
+
+def _as_message(reply: Reply) -> dict[str, object]:
+    return {"text": reply.text, "blocks": reply.blocks}
 
 
 def _code(line: str) -> str:

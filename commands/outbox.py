@@ -199,6 +199,7 @@ def queue_upload(
     title: str,
     comment: str,
     alt_text: str = "",
+    fallback: dict[str, Any] | None = None,
 ) -> int:
     """Queue a diagram for `channel`: the worker renders `dot` (Graphviz source) to a PNG
     named `filename` and uploads it with `title`, `comment` (mrkdwn, shown with the file)
@@ -208,6 +209,9 @@ def queue_upload(
     seconds. Unlike a message, an upload carries no metadata to find it by after a crash:
     one whose result was not recorded (a timeout, a worker dying mid-call) is uploaded again
     by the next claim, so an upload in doubt may show twice.
+
+    `fallback` ({"text", "blocks"}) is posted instead when the worker that sends it has no
+    Graphviz: another replica may lack what the one answering the command had.
     """
     message_id = enqueue(
         session,
@@ -220,6 +224,7 @@ def queue_upload(
             "title": title,
             "comment": comment,
             "alt_text": alt_text,
+            "fallback": fallback or {},
         },
     )
     assert message_id is not None  # only updates of alerts are ever folded away

@@ -465,26 +465,43 @@ def test_a_permanent_error_on_the_upload_is_recorded_and_not_retried(
     assert len(attempts_of(slack_server, row.id)) == 1
 
 
-def test_a_diagram_graphviz_cannot_render_fails_for_good_with_the_reason(
+def without_graphviz(server, error):
+    def render(source: str) -> bytes:
+        raise error
+
+    return OutboxWorker(
+        server.runtime.deps, server.runtime.outbox.sender, worker_id="other", render_png=render
+    )
+
+
+def test_a_replica_without_graphviz_posts_the_text_version_instead_of_the_picture(
     slack_server, fake_slack, clock
 ):
     from bot.graphviz import GraphvizMissing
 
-    def missing(source: str) -> bytes:
-        raise GraphvizMissing("`dot` is not installed here")
+    worker = without_graphviz(slack_server, GraphvizMissing("`dot` is not installed here"))
+    queue_diagram(slack_server, clock)
 
-    worker = OutboxWorker(
-        slack_server.runtime.deps,
-        slack_server.runtime.outbox.sender,
-        worker_id="no-graphviz",
-        render_png=missing,
-    )
+    assert worker.run_once() == 1
+    [sent] = outbox_rows(slack_server)
+    assert sent.status == "sent"
+    [post] = fake_slack.calls_to("chat.postMessage")
+    assert post.args["channel"] == CHANNEL
+    assert post.args["text"].startswith(diagram.MISSING_WHERE_SENT)
+    assert "--crm (api" in json.dumps(post.args["blocks"])
+    assert fake_slack.calls_to("files.getUploadURLExternal") == []
+
+
+def test_a_diagram_graphviz_refuses_fails_for_good_with_the_reason(slack_server, fake_slack, clock):
+    from bot.graphviz import GraphvizError
+
+    worker = without_graphviz(slack_server, GraphvizError("`dot` exited 1: syntax error"))
     queue_diagram(slack_server, clock)
 
     assert worker.run_once() == 0
     [failed] = outbox_rows(slack_server)
     assert failed.status == "failed"
-    assert failed.last_error == "graphviz: `dot` is not installed here"
+    assert failed.last_error == "graphviz: `dot` exited 1: syntax error"
     assert fake_slack.calls_to("files.getUploadURLExternal") == []
 
 
