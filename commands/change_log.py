@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from commands import changes, outbox
+from commands import changes, outbox, slack_events
 from commands.change_messages import FormInput, confirmation, form_errors
 from commands.impact import impact_lines
 from commands.lookups import resolve_integration, usage
@@ -264,13 +264,17 @@ def log_from_reaction(
     """Log a message someone reacted to with :memo:, for the integration of its channel.
 
     A channel that belongs to no integration is not a change log: nothing happens. One
-    that belongs to several cannot say which was meant: the thread is told to use the
-    shortcut instead."""
+    that belongs to several cannot say which was meant: the thread is told, once, to use
+    the shortcut instead."""
     here = reaction_target(session, message.channel)
     if not here:
         return None
     thread = message.thread_ts or message.ts
     if len(here) > 1:
+        # Once per message (for a day, as long as deliveries are remembered), however many
+        # people react: the note is claimed like an event.
+        if not slack_events.first_delivery(session, f"note:{message.channel}:{message.ts}", now):
+            return None
         names = ", ".join(f"`{escape(i.id)}`" for i in here)
         note = (
             f":memo: This channel belongs to {names}, so a reaction cannot say which one "

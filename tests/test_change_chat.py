@@ -431,9 +431,12 @@ def test_other_reactions_and_channels_of_no_integration_log_nothing_and_call_no_
     assert fake_slack.calls_to("conversations.replies") == []
 
 
-def test_a_memo_in_a_channel_of_two_integrations_asks_for_the_shortcut(slack_server, fake_slack):
+def test_a_memo_in_a_channel_of_two_integrations_asks_for_the_shortcut_once(
+    slack_server, fake_slack
+):
     message = fake_slack.add_message(LMS_CHANNEL, "moved the grade sync", "U0LMSADM1")
     reaction(slack_server, message, user="U0LMSADM1", event_id="Ev0201", channel=LMS_CHANNEL)
+    reaction(slack_server, message, user="U0OWNER01", event_id="Ev0202", channel=LMS_CHANNEL)
     assert entries(slack_server) == []
     deliver(slack_server)
     [note] = posts_in(fake_slack, LMS_CHANNEL)
