@@ -557,19 +557,21 @@ def _history(fake: FakeSlack, args: JSON, token: str) -> JSON:
 
 
 def _replies(fake: FakeSlack, args: JSON, token: str) -> JSON:
-    """conversations.replies: a thread's parent first, then its replies, oldest first. Given
-    the ts of a reply, Slack answers with that reply alone, and so does this."""
+    """conversations.replies: a thread's parent first, then its replies, oldest first. `ts`
+    may be the parent's or that of any message in the thread, as Slack's documentation has
+    it: either way the whole thread is the answer (within `oldest` and `latest`)."""
     channel = _channel(args)
     thread_ts = str(args.get("ts", ""))
     window = _window(args)
     if isinstance(window, str):
         return {"ok": False, "error": window}
+    named = fake._listed(channel, lambda m: m["ts"] == thread_ts)
+    if named and named[0].get("thread_ts") not in (None, thread_ts):
+        thread_ts = str(named[0]["thread_ts"])  # a reply: its thread is meant
     held = fake._listed(channel, lambda m: m["ts"] == thread_ts or m.get("thread_ts") == thread_ts)
     parent = next((m for m in held if m["ts"] == thread_ts), None)
     if parent is None:
         return {"ok": False, "error": "thread_not_found"}
-    if parent.get("thread_ts") not in (None, thread_ts):
-        return {"messages": [_shown(parent, args)], "has_more": False}
     replies = [m for m in held if m is not parent and _inside(m, window)]
     thread = [parent, *sorted(replies, key=lambda m: _micros(m["ts"]))]
     page = _page(thread, args, newest_first=False)

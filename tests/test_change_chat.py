@@ -420,6 +420,20 @@ def test_a_memo_reaction_logs_the_message_once_however_many_react(slack_server, 
     assert "&lt;@U0OTHER1&gt; &amp; co" in shown_text(confirmation)
 
 
+def test_a_memo_on_a_reply_deep_in_a_long_thread_logs_that_reply(slack_server, fake_slack):
+    parent = fake_slack.add_message(CRM_CHANNEL, "Upgrade night", "U0OWNER01")
+    replies = [
+        fake_slack.add_message(CRM_CHANNEL, f"step {n}", "U0BACKUP1", thread_ts=parent["ts"])
+        for n in range(15)
+    ]
+    reaction(slack_server, replies[7], user="U0OWNER01", event_id="Ev0151")
+    [change] = entries(slack_server)
+    assert (change.summary, change.message_ts) == ("step 7", replies[7]["ts"])
+    deliver(slack_server)
+    [confirmation] = posts_in(fake_slack, CRM_CHANNEL)
+    assert confirmation.args["thread_ts"] == parent["ts"]
+
+
 def test_other_reactions_and_channels_of_no_integration_log_nothing_and_call_no_slack(
     slack_server, fake_slack
 ):

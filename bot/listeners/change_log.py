@@ -48,10 +48,13 @@ def _permalink(client: WebClient, channel: str, ts: str) -> str | None:
 
 
 def _fetch(client: WebClient, channel: str, ts: str) -> dict[str, Any] | None:
-    """The message at `ts`, in a thread or not: conversations.replies returns a message by
-    its own ts, first, whether it is a thread's parent, a reply, or alone."""
+    """The message at `ts`, in a thread or not. conversations.replies answers for a thread's
+    parent, a reply (with its whole thread, parent first) or a message alone; the window of
+    just `ts` keeps a long thread to the parent and that one reply."""
     try:
-        found = client.conversations_replies(channel=channel, ts=ts, limit=1, inclusive=True)
+        found = client.conversations_replies(
+            channel=channel, ts=ts, oldest=ts, latest=ts, inclusive=True, limit=10
+        )
     except SlackApiError as exc:
         if exc.response.status_code >= 500 or exc.response.status_code == 429:
             raise  # Slack retries the event, and nothing has been claimed yet
