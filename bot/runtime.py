@@ -69,6 +69,7 @@ class Runtime:
             queued += escalate_due(session, now) + post_after_silence(session, now)
         with transaction(self.deps.sessions) as session:
             queued += review_tick(session, self.deps.clock(), REVIEW_ACTIONS)
+        with transaction(self.deps.sessions) as session:
             slack_events.prune(session, self.deps.clock())
         settings = self.deps.settings
         if settings.integ_digest_channel is not None:

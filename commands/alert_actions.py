@@ -191,13 +191,7 @@ def silence(
         f":no_bell: {mention(user_id)} silenced alerts for *{escape(integ.name)}* for "
         f"{format_duration(length)}, until {until}" + (f": {escape(reason)}" if reason else ".")
     )
-    outbox.enqueue(
-        session,
-        kind=outbox.MESSAGE,
-        channel=integ.channel,
-        now=now,
-        payload={"text": note, "blocks": [bk.section(note)]},
-    )
+    outbox.queue_message(session, channel=integ.channel, now=now, text=note)
     return Outcome(
         True,
         f":no_bell: Alerts for *{escape(integ.name)}* are silenced for {format_duration(length)}"

@@ -21,7 +21,7 @@ from commands.change_messages import FormInput, confirmation, form_errors
 from commands.impact import impact_lines
 from commands.lookups import resolve_integration, usage
 from commands.render import blocks as bk
-from commands.render.mrkdwn import CHANNEL_LINK, escape, from_slack
+from commands.render.mrkdwn import escape, from_slack, typed_words
 from commands.replies import Invocation, Reply
 from storage import queries
 from storage.models import Change, ChangeCategory, ChangeSource, Integration
@@ -137,10 +137,9 @@ def log_change(
         return Logged(existing, new=False)
     channel, thread_ts = confirm_in or (integ.channel, None)
     reply = confirmation(change, integ, impact_lines(session, integ.id))
-    payload: dict[str, object] = {"text": reply.text, "blocks": reply.blocks}
-    if thread_ts:
-        payload["thread_ts"] = thread_ts
-    outbox.enqueue(session, kind=outbox.MESSAGE, channel=channel, now=now, payload=payload)
+    outbox.queue_message(
+        session, channel=channel, now=now, text=reply.text, blocks=reply.blocks, thread_ts=thread_ts
+    )
     return Logged(change, new=True)
 
 
@@ -163,8 +162,7 @@ def log_reply(session: Session, inv: Invocation, raw_args: str) -> Reply:
     match = _LOG_ARGS.fullmatch(raw_args)
     if match is None or not match.group(2).strip():
         return usage("log")
-    name = " ".join(from_slack(CHANNEL_LINK.sub(lambda m: m.group(1), match.group(1))).split())
-    found = resolve_integration(session, inv, name, "log")
+    found = resolve_integration(session, inv, typed_words(match.group(1)), "log")
     if isinstance(found, Reply):
         return found
     text = written(match.group(2)).strip()
@@ -280,13 +278,7 @@ def log_from_reaction(
             f":memo: This channel belongs to {names}, so a reaction cannot say which one "
             "changed. Use the message's *Log integration change* shortcut to choose."
         )
-        outbox.enqueue(
-            session,
-            kind=outbox.MESSAGE,
-            channel=message.channel,
-            now=now,
-            payload={"text": note, "blocks": [bk.section(note)], "thread_ts": thread},
-        )
+        outbox.queue_message(session, channel=message.channel, now=now, text=note, thread_ts=thread)
         return None
     [integ] = here
     return log_change(

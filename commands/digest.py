@@ -16,7 +16,6 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from commands import outbox
@@ -25,13 +24,14 @@ from commands.render import blocks as bk
 from commands.render.mrkdwn import escape, mention, truncate
 from commands.replies import Reply
 from commands.reviews import due_items
+from storage.db import insert_for
 from storage.models import Alert, AlertStatus, Change, Digest
+from storage.queries import OPEN_STATUSES
 
 WEEK = timedelta(days=7)
 LATE_LIMIT = timedelta(days=1)
 SHOWN = 10  # entries listed per part; the rest are counted
 SUMMARY_SHOWN = 120  # characters of an alert or change summary shown
-OPEN_STATUSES = (AlertStatus.FIRING.value, AlertStatus.ACKNOWLEDGED.value)
 MONITORS = {"heartbeat": "heartbeat missed", "probe": "probe failed"}
 
 
@@ -61,10 +61,8 @@ def post_digest(session: Session, now: datetime, channel: str, schedule: DigestS
     scheduled = schedule.latest(now)
     if now - scheduled > LATE_LIMIT:
         return 0
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     claimed = session.execute(
-        insert(Digest)
+        insert_for(session)(Digest)
         .values(scheduled_at=scheduled, posted_at=now, channel=channel)
         .on_conflict_do_nothing(index_elements=["scheduled_at"])
         .returning(Digest.id)
@@ -76,12 +74,8 @@ def post_digest(session: Session, now: datetime, channel: str, schedule: DigestS
     reply = render_digest(session, scheduled - WEEK, scheduled, now, today)
     digest = session.get(Digest, claimed)
     assert digest is not None
-    digest.outbox_id = outbox.enqueue(
-        session,
-        kind=outbox.MESSAGE,
-        channel=channel,
-        now=now,
-        payload={"text": reply.text, "blocks": reply.blocks},
+    digest.outbox_id = outbox.queue_message(
+        session, channel=channel, now=now, text=reply.text, blocks=reply.blocks
     )
     session.flush()
     return 1

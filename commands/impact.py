@@ -15,7 +15,7 @@ from cronsim import CronSimError
 from sqlalchemy.orm import Session
 
 from commands.heartbeats import Schedule
-from commands.lookups import not_found, resolve_integration
+from commands.lookups import not_found, resolve_integration, schedule_text
 from commands.matching import Candidate, find
 from commands.render import blocks as bk
 from commands.render.mrkdwn import escape, link, mention
@@ -32,10 +32,6 @@ LINE_LIMIT = 10
 # -- what shares a system -------------------------------------------------------------------
 
 
-def _system_ids(integ: Integration) -> list[str]:
-    return list(dict.fromkeys((integ.source_id, integ.target_id)))
-
-
 def affected_by(session: Session, integration_id: str) -> list[tuple[Integration, str]]:
     """The other live integrations that share a system with `integration_id`, each with the
     id of the system it shares: its source's first, then its target's, by id within each.
@@ -47,7 +43,7 @@ def affected_by(session: Session, integration_id: str) -> list[tuple[Integration
         return []
     return [
         (other, system_id)
-        for system_id in _system_ids(integ)
+        for system_id in (system.id for system in integ.systems)
         for other in queries.integrations_touching(session, system_id)
         if other.id != integ.id
     ]
@@ -108,12 +104,6 @@ def next_run(session: Session, integ: Integration, now: datetime) -> str | None:
 # -- the reply ------------------------------------------------------------------------------
 
 
-def _schedule(integ: Integration) -> str:
-    if integ.schedule == "realtime":
-        return "real-time"
-    return f"`{escape(integ.schedule)}` ({escape(integ.timezone)})"
-
-
 def _people(integ: Integration) -> str:
     backups = [b for b in integ.spec.get("backups") or [] if isinstance(b, str)]
     line = f"owner {mention(integ.owner)}"
@@ -121,7 +111,7 @@ def _people(integ: Integration) -> str:
 
 
 def _facts(session: Session, integ: Integration, now: datetime) -> str:
-    parts = [escape(integ.mechanism), _schedule(integ)]
+    parts = [escape(integ.mechanism), schedule_text(integ)]
     when = next_run(session, integ, now)
     if when is not None:
         parts.append(escape(when))
@@ -201,7 +191,7 @@ def integration_impact(session: Session, integ: Integration, now: datetime) -> R
         bk.section(f"A change to\n{_entry(session, integ, None, now)}"),
     ]
     shared = 0
-    systems = [integ.source] if integ.source_id == integ.target_id else [integ.source, integ.target]
+    systems = integ.systems
     for system in systems:
         role = "source" if system.id == integ.source_id else "target"
         others = [i for i in queries.integrations_touching(session, system.id) if i.id != integ.id]

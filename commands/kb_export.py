@@ -209,10 +209,6 @@ def _system_label(system: System) -> str:
     return f"{md_text(system.name)} ({md_code(system.id)})"
 
 
-def _systems_of(integ: Integration) -> list[System]:
-    return [integ.source] if integ.source_id == integ.target_id else [integ.source, integ.target]
-
-
 def _schedule(integ: Integration) -> str:
     if integ.schedule == "realtime":
         return "realtime"
@@ -314,13 +310,12 @@ def integration_page(
         lines += ["No field mapping recorded.", ""]
 
     lines += ["## Vendor support", ""]
-    for system in _systems_of(integ):
+    for system in integ.systems:
         lines += _support(system)
 
     lines += ["## Test instances", ""]
     tests = [
-        [_system_label(s), _url_or_text((s.spec or {}).get("test_instance"))]
-        for s in _systems_of(integ)
+        [_system_label(s), _url_or_text((s.spec or {}).get("test_instance"))] for s in integ.systems
     ]
     lines += [*_table(["System", "Test instance"], tests), ""]
 

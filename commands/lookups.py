@@ -96,7 +96,8 @@ def _arrow(integ: Integration) -> str:
     return f"{escape(integ.source.name)} → {escape(integ.target.name)}"
 
 
-def _schedule(integ: Integration) -> str:
+def schedule_text(integ: Integration) -> str:
+    """Its schedule in mrkdwn: real-time, or the cron expression and its timezone."""
     if integ.schedule == "realtime":
         return "real-time"
     return f"`{escape(integ.schedule)}` ({escape(integ.timezone)})"
@@ -125,7 +126,7 @@ def status_reply(session: Session, inv: Invocation, name: str) -> Reply:
     fields = [
         f"*Flow:*\n{_arrow(integ)}",
         f"*Mechanism:*\n{escape(integ.mechanism)}",
-        f"*Schedule:*\n{_schedule(integ)}",
+        f"*Schedule:*\n{schedule_text(integ)}",
         f"*Owner:*\n{mention(integ.owner)}",
         f"*Next review:*\n{state.review_due.isoformat()}"
         + (" (overdue)" if state.review_overdue(inv.now) else ""),
@@ -219,7 +220,7 @@ def owners_reply(session: Session, inv: Invocation, name: str) -> Reply:
         return resolved
     integ = resolved
     lines = [f"*{escape(integ.name)}* (`{escape(integ.id)}`)", _owners_line(integ)]
-    for system in _systems_of(integ):
+    for system in integ.systems:
         lines.append(_support_line(system))
     text = "\n".join(lines)
     return Reply(text=f"Owners of {integ.name}", blocks=[bk.section(text)])
@@ -252,7 +253,7 @@ def info_reply(session: Session, inv: Invocation, name: str) -> Reply:
                 f"*State:*\n{state.emoji} {state.health.value}",
                 f"*Flow:*\n{_arrow(integ)}",
                 f"*Mechanism:*\n{escape(integ.mechanism)}",
-                f"*Schedule:*\n{_schedule(integ)}",
+                f"*Schedule:*\n{schedule_text(integ)}",
                 f"*Owner:*\n{mention(integ.owner)}",
                 "*Backups:*\n"
                 + (", ".join(mention(b) for b in spec.get("backups") or []) or "none"),
@@ -287,7 +288,7 @@ def info_reply(session: Session, inv: Invocation, name: str) -> Reply:
         lines = [f"`{escape(f['source'])}` → `{escape(f['target'])}`" for f in fields]
         blocks.append(bk.section(f"*Fields ({len(fields)}):*"))
         blocks.extend(bk.sections_for_lines(lines))
-    for system in _systems_of(integ):
+    for system in integ.systems:
         blocks.append(bk.section(_system_text(system)))
     runbook = (spec.get("runbook") or "").strip()
     if runbook:
@@ -326,7 +327,7 @@ def support_reply(session: Session, inv: Invocation, name: str) -> Reply:
     if integ is not None:
         lines = [f"*Support for {escape(integ.name)}* (`{escape(integ.id)}`)", _owners_line(integ)]
         blocks = [bk.section("\n".join(lines))]
-        blocks += [bk.section(_system_text(s)) for s in _systems_of(integ)]
+        blocks += [bk.section(_system_text(s)) for s in integ.systems]
         return Reply(text=f"Support for {integ.name}", blocks=blocks)
     assert system is not None
     touching = queries.integrations_touching(session, system.id)
@@ -339,12 +340,6 @@ def support_reply(session: Session, inv: Invocation, name: str) -> Reply:
         *bk.sections_for_lines(lines),
     ]
     return Reply(text=f"Support for {system.name}", blocks=bk.cap_blocks(blocks, "More not shown."))
-
-
-def _systems_of(integ: Integration) -> list[System]:
-    if integ.source_id == integ.target_id:
-        return [integ.source]
-    return [integ.source, integ.target]
 
 
 def _support_line(system: System) -> str:

@@ -24,6 +24,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from commands.render import blocks as bk
+from commands.render.blocks import Block
 from storage.models import OutboxMessage, OutboxStatus
 
 POST = "post"  # the alert's message, first time
@@ -130,6 +132,25 @@ def enqueue(
     message_id: int = row.scalar_one()
     if kind == EDIT:
         _fold_older_edits(session, of=int((payload or {})["of"]), newer=message_id, now=now)
+    return message_id
+
+
+def queue_message(
+    session: Session,
+    *,
+    channel: str,
+    now: datetime,
+    text: str,
+    blocks: list[Block] | None = None,
+    thread_ts: str | None = None,
+) -> int:
+    """Queue a plain message for `channel` (in the thread `thread_ts` when given); its
+    outbox id. Without `blocks`, the message is `text` in one section."""
+    payload: dict[str, Any] = {"text": text, "blocks": blocks or [bk.section(text)]}
+    if thread_ts:
+        payload["thread_ts"] = thread_ts
+    message_id = enqueue(session, kind=MESSAGE, channel=channel, now=now, payload=payload)
+    assert message_id is not None  # only updates of alerts are ever folded away
     return message_id
 
 

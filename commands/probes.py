@@ -21,8 +21,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from commands.alert_intake import IngestResult, ingest
@@ -30,6 +28,7 @@ from commands.alerts import RESOLVED
 from commands.catalog import ProbeSpec
 from commands.durations import format_duration, parse_duration
 from commands.intake import MAX_DETAILS, MAX_SUMMARY, AlertEvent
+from storage.db import insert_for
 from storage.models import Alert, Integration, Probe
 from storage.types import storable
 
@@ -126,11 +125,8 @@ def sync_probes(session: Session, now: datetime) -> None:
     if added:
         # Two processes syncing at once insert the same rows; the primary key decides and
         # the loser's insert does nothing instead of failing its transaction.
-        dialect_insert: Any = (
-            pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-        )
         session.execute(
-            dialect_insert(Probe)
+            insert_for(session)(Probe)
             .values([{"integration_id": ident, "due_at": now, "failures": 0} for ident in added])
             .on_conflict_do_nothing(index_elements=["integration_id"])
         )

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from commands import outbox
@@ -37,6 +36,7 @@ from commands.review_messages import (
     review_modal,
 )
 from storage import queries
+from storage.db import insert_for
 from storage.models import Integration, OutboxMessage, Review, ReviewNudge, ReviewNudgeStatus
 
 OPEN = ReviewNudgeStatus.OPEN.value
@@ -75,10 +75,8 @@ def latest_review(session: Session, integration_id: str) -> Review | None:
 
 def _claim(session: Session, integration_id: str, due_on: date, now: datetime) -> int | None:
     """Insert the nudge's row; its id, or None when someone inserted it first."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = (
-        insert(ReviewNudge)
+        insert_for(session)(ReviewNudge)
         .values(
             integration_id=integration_id,
             due_on=due_on,
@@ -143,12 +141,8 @@ def post_due_nudges(session: Session, now: datetime, actions: ReviewActions) -> 
         nudge = session.get(ReviewNudge, nudge_id)
         assert nudge is not None
         reply = render(session, nudge, now, actions)
-        nudge.outbox_id = outbox.enqueue(
-            session,
-            kind=outbox.MESSAGE,
-            channel=integ.channel,
-            now=now,
-            payload={"text": reply.text, "blocks": reply.blocks},
+        nudge.outbox_id = outbox.queue_message(
+            session, channel=integ.channel, now=now, text=reply.text, blocks=reply.blocks
         )
         queued += 1
     session.flush()
@@ -266,13 +260,7 @@ def _thread_note(
     integ = session.get(Integration, nudge.integration_id)
     if thread_ts is None or integ is None:
         return 0
-    outbox.enqueue(
-        session,
-        kind=outbox.MESSAGE,
-        channel=integ.channel,
-        now=now,
-        payload={"text": text, "blocks": [bk.section(text)], "thread_ts": thread_ts},
-    )
+    outbox.queue_message(session, channel=integ.channel, now=now, text=text, thread_ts=thread_ts)
     return 1
 
 

@@ -20,7 +20,7 @@ from commands import (
 )
 from commands.matching import Candidate, find
 from commands.render import blocks as bk
-from commands.render.mrkdwn import CHANNEL_LINK, escape, from_slack
+from commands.render.mrkdwn import escape, typed_words
 from commands.replies import Invocation, Reply
 
 # Longer than any real command; past this the text is not worth parsing, only refusing.
@@ -62,7 +62,7 @@ def handle(session: Session, inv: Invocation) -> Reply:
             "`/integ help` lists what I understand."
         )
         return Reply(text=text, blocks=[bk.section(text)])
-    words = _normalise(inv.text).split(None, 1)
+    words = typed_words(inv.text).split(None, 1)
     if not words:
         return lookups.help_reply(session, inv)
     verb = words[0].lower().lstrip("/")
@@ -73,15 +73,6 @@ def handle(session: Session, inv: Invocation) -> Reply:
     if handler is not None:
         return handler(session, inv, _first_word_or_all(verb, args))
     return _unknown_verb(verb)
-
-
-def _normalise(text: str) -> str:
-    # A channel link `<#C123|integ-crm>` typed as the argument stands for the channel's id,
-    # which lookups resolve to the integration posting there.
-    plain = from_slack(CHANNEL_LINK.sub(lambda m: m.group(1), text))
-    # PostgreSQL refuses NUL in any text parameter, so a name holding one would fail the
-    # lookup instead of answering "no integration called …".
-    return " ".join(plain.replace("\u00a0", " ").replace("\x00", " ").split())
 
 
 def _raw_args(text: str) -> str:

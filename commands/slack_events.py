@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from storage.db import insert_for
 from storage.models import SlackEvent
 
 # Slack retries a delivery three times within about an hour; a day leaves room for clocks.
@@ -22,10 +22,8 @@ def seen(session: Session, event_id: str) -> bool:
 def first_delivery(session: Session, event_id: str, now: datetime) -> bool:
     """Claim the event in the caller's transaction; False when it was claimed before, by
     this process or another, and so must not be acted on again."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     claimed = session.execute(
-        insert(SlackEvent)
+        insert_for(session)(SlackEvent)
         .values(event_id=event_id, received_at=now)
         .on_conflict_do_nothing(index_elements=["event_id"])
         .returning(SlackEvent.event_id)

@@ -12,14 +12,12 @@ fetched and queues the messages, inside the caller's transaction.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from commands import outbox
@@ -28,6 +26,7 @@ from commands.render.mrkdwn import escape, link, truncate
 from commands.render.text import Mrkdwn, render
 from commands.replies import Reply
 from storage import queries
+from storage.db import insert_for
 from storage.models import Integration, StatusPage, System, VendorNotice, VendorNoticePost
 from storage.types import storable
 
@@ -203,7 +202,7 @@ def sync_status_pages(session: Session, now: datetime) -> None:
             # Two processes may add the same row at once; the second one's insert does
             # nothing rather than failing its whole transaction.
             session.execute(
-                _insert(session)(StatusPage)
+                insert_for(session)(StatusPage)
                 .values(system_id=system_id, url=url, due_at=now)
                 .on_conflict_do_nothing(index_elements=["system_id"])
             )
@@ -221,10 +220,6 @@ def sync_status_pages(session: Session, now: datetime) -> None:
             .where(StatusPage.system_id.in_(gone))
             .execution_options(synchronize_session=False)
         )
-
-
-def _insert(session: Session) -> Callable[..., Any]:
-    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
 
 
 def due_pages(session: Session, now: datetime, limit: int = 100) -> list[str]:
@@ -437,12 +432,8 @@ def _publish(
             if notice.resolved_at is not None:
                 continue
             reply = render_notice(system, notice, audience[channel])
-            outbox_id = outbox.enqueue(
-                session,
-                kind=outbox.MESSAGE,
-                channel=channel,
-                now=now,
-                payload={"text": reply.text, "blocks": reply.blocks},
+            outbox_id = outbox.queue_message(
+                session, channel=channel, now=now, text=reply.text, blocks=reply.blocks
             )
             session.add(VendorNoticePost(notice_id=notice.id, channel=channel, outbox_id=outbox_id))
             queued += 1

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -46,3 +47,11 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One short transaction: committed when the block ends, rolled back if it raises."""
     with factory() as session, session.begin():
         yield session
+
+
+def insert_for(session: Session) -> Callable[..., Any]:
+    """The dialect's INSERT, which has ON CONFLICT DO NOTHING: what claims a row by inserting
+    it, so that two processes inserting the same key do not fail each other's transaction."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert
+    return sqlite.insert

@@ -76,6 +76,13 @@ class Integration(Base):
     source: Mapped[System] = relationship(foreign_keys=[source_id], lazy="joined")
     target: Mapped[System] = relationship(foreign_keys=[target_id], lazy="joined")
 
+    @property
+    def systems(self) -> list[System]:
+        """Its systems, source first, once each (an integration within one system has one)."""
+        if self.source_id == self.target_id:
+            return [self.source]
+        return [self.source, self.target]
+
 
 class CatalogLoad(Base):
     """One row per attempt to load the catalog file, accepted or refused."""

@@ -18,7 +18,7 @@ from bot import metrics, wire_ids
 from bot.deps import Deps
 from bot.listeners.slash_commands import ack_failure
 from commands import change_list, router
-from commands.render.mrkdwn import CHANNEL_LINK, from_slack
+from commands.render.mrkdwn import typed_words
 from commands.replies import Invocation, Reply
 
 log = logging.getLogger(__name__)
@@ -30,10 +30,8 @@ PAGE_ACTIONS = change_list.PageActions(
 
 
 def _words(text: str) -> list[str]:
-    # As the router reads a command: a channel link stands for its id, Slack's escapes undone.
-    # PostgreSQL refuses NUL in a parameter, so it must not reach the integration lookup.
-    plain = from_slack(CHANNEL_LINK.sub(lambda m: m.group(1), text))
-    return plain.replace("\x00", " ").split()
+    # As the router reads a command.
+    return typed_words(text).split()
 
 
 def _is_changes_command(command: dict[str, Any]) -> bool:

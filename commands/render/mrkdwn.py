@@ -55,6 +55,16 @@ def from_slack(text: str) -> str:
 CHANNEL_LINK = re.compile(r"<#([CG][A-Z0-9]+)(?:\|[^<>]*)?>")
 
 
+def typed_words(text: str) -> str:
+    """A command's text as words, single-spaced, the way every verb reads its arguments.
+
+    A channel link `<#C123|integ-crm>` stands for the channel's id, which lookups resolve to
+    the integration posting there. PostgreSQL refuses NUL in any text parameter, so a name
+    holding one would fail the lookup instead of answering "no integration called …"."""
+    plain = from_slack(CHANNEL_LINK.sub(lambda m: m.group(1), text))
+    return " ".join(plain.replace("\u00a0", " ").replace("\x00", " ").split())
+
+
 def mention(user: str) -> str:
     """Mention a catalog owner: a Slack id pings them, an e-mail is shown as text."""
     if re.fullmatch(r"[UW][A-Z0-9]{2,}", user):
