@@ -1,4 +1,4 @@
-"""Issue 4's monitors: heartbeat pings answered over HTTP, and what a tick costs.
+"""Monitors: heartbeat pings answered over HTTP, and what a tick costs.
 
     .venv/bin/python -m bench.monitors [--db sqlite|postgresql|both] [--scenarios ...]
 

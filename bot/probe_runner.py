@@ -1,4 +1,4 @@
-"""Runs the HTTP probes of issue 4: claims each due probe, checks it with httpx in a bounded
+"""Runs the HTTP probes: claims each due probe, checks it with httpx in a bounded
 thread pool and records the result; `commands.probes` decides what the result means.
 
 It runs on the scheduler's thread and its own pool, never on the HTTP server's event loop,

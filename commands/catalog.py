@@ -33,7 +33,7 @@ from commands.durations import parse_duration
 ID_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
 MECHANISMS = ("api", "flat-file", "vendor", "esb", "other")
 REVIEW_CADENCES = {"weekly": 7, "monthly": 30, "quarterly": 91, "yearly": 365}
-DEFAULT_REVIEW = "yearly"  # practice 2: at a minimum, yearly
+DEFAULT_REVIEW = "yearly"  # every integration is reviewed at least yearly
 _EPOCH = datetime(2026, 1, 1)
 # libyaml's composer is several times faster and leaner than the pure-Python one, and its
 # nodes carry the same line marks.

@@ -1,4 +1,4 @@
-"""The change log as CSV, for auditors, spreadsheets and the wiki (practice 6)."""
+"""The change log as CSV, for auditors, spreadsheets and the wiki."""
 
 from __future__ import annotations
 

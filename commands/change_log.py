@@ -1,4 +1,4 @@
-"""Logging changes from chat (practice 6): `/integ log`, the message shortcut's form and the
+"""Logging changes from chat: `/integ log`, the message shortcut's form and the
 :memo: reaction all end in `log_change`, and edits and deletions of a logged message follow it.
 
 A message is logged once per integration: the unique (integration, channel, ts) decides, so

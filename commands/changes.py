@@ -1,4 +1,4 @@
-"""The change log (practice 6): every change that affects an integration, one row each.
+"""The change log: every change that affects an integration, one row each.
 
 Silences write to it, and `/integ log`, the message shortcut and the :memo: reaction
 (commands/change_log.py) add theirs through the same `record`, so every entry is checked

@@ -1,4 +1,4 @@
-"""`/integ diagram [system]`: the systems and the integrations between them (practice 8).
+"""`/integ diagram [system]`: the systems and the integrations between them.
 
 The picture is Graphviz DOT source written here; turning it into a PNG is I/O, so the outbox
 worker does it in bot/ (bot/graphviz.py) when it uploads the picture to the channel. Where

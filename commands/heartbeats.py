@@ -1,4 +1,4 @@
-"""Heartbeats: the dead-man's switch for batch jobs (issue 4).
+"""Heartbeats: the dead-man's switch for batch jobs.
 
 A job pings `/ping/<key>` when it succeeds (and optionally `/start` when it begins, `/fail`
 when it fails). Each heartbeat awaits one run at a time: `expected_at` is when that run is

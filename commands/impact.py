@@ -1,9 +1,9 @@
-"""`/integ impact <system|integration>`: what else a change would touch (practice 4).
+"""`/integ impact <system|integration>`: what else a change would touch.
 
 For a system, every integration into and out of it; for an integration, every other one that
 shares its source or its target. Each with what a person planning the change needs: how it
-moves data, when it next runs, who owns it, and where the systems' test instances are
-(practice 9: the test instance is shown where a change is planned).
+moves data, when it next runs, who owns it, and where the systems' test instances are, so
+the change can be tried there first.
 """
 
 from __future__ import annotations

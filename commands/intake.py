@@ -1,6 +1,6 @@
 """Alert hook bodies parsed into normalised events: pure functions, no I/O.
 
-Three senders post to the hooks of DESIGN.md section 2: the bot's own generic JSON,
+Three senders post to the hooks (README, HTTP endpoints): the bot's own generic JSON,
 Prometheus Alertmanager (webhook payload version 4) and Grafana unified alerting (the same
 shape plus a few fields). Each parser turns one body into `AlertEvent`s or raises
 `IntakeError`, whose message is the one-line reason the hook gives in its 400 answer.

@@ -1,5 +1,5 @@
-"""`integ-bot export kb DIR`: the catalog and what happened to it, as Markdown for a wiki
-(practice 8): index.md, one page per integration, and the diagram.
+"""`integ-bot export kb DIR`: the catalog and what happened to it, as Markdown for a wiki:
+index.md, one page per integration, and the diagram.
 
 Text from the catalog and the change log is escaped for Markdown wherever it lands, so a
 summary holding a pipe or a newline stays in its table cell and `<b>` stays text. The

@@ -1,4 +1,4 @@
-"""HTTP probes (issue 4): which integrations have one, when each is next checked, and what a
+"""HTTP probes: which integrations have one, when each is next checked, and what a
 check's result means for the integration's alert.
 
 The request itself is made in bot/probe_runner.py, which hands back a `CheckOutcome`; this

@@ -78,7 +78,7 @@ def facts_since(session: Session, integ: Integration, since: datetime) -> Facts:
 
 
 def filled_in(integ: Integration) -> dict[str, bool]:
-    """Whether the catalog says what practice 7 and 10 ask for."""
+    """Whether the catalog names an owner, backups and support: who to call, one command away."""
     systems = (integ.source, integ.target)
     return {
         "owner": bool(integ.owner),

@@ -19,7 +19,7 @@ from commands.replies import Reply
 from commands.review_facts import Facts, mean, median
 from storage.models import Integration, Review, ReviewNudge, ReviewNudgeStatus
 
-# The checklist of practice 2, keyed by what a Review's answers store.
+# The review checklist, keyed by what a Review's answers store.
 CHECKLIST: tuple[tuple[str, str], ...] = (
     ("purpose", "Is it still doing what we need?"),
     ("people", "Are the owner and backups right?"),

@@ -1,4 +1,4 @@
-"""Scheduled reviews (practice 2): the nudge when a review falls due, and what people do
+"""Scheduled reviews: the nudge when a review falls due, and what people do
 with it: mark it reviewed, snooze it, reassign it.
 
 A nudge is claimed by inserting its (integration, due date) row, which is unique, so any

@@ -1,4 +1,4 @@
-"""Vendor status pages (practice 5: stay informed of vendor updates).
+"""Vendor status pages: staying informed of vendor updates.
 
 A system's `status_page` is a Statuspage-compatible site whose `/api/v2/summary.json` lists
 the unresolved incidents and the upcoming or active maintenances. Each one becomes a

@@ -190,7 +190,7 @@ class ChangeSource(enum.StrEnum):
 
 
 class Change(Base):
-    """One change that affects an integration (practice 6).
+    """One change that affects an integration.
 
     Category and source are plain strings checked in `commands.changes`, not database
     enums: adding a category is then a code change, not a migration on two databases.
@@ -240,7 +240,7 @@ class Change(Base):
 
 
 class Review(Base):
-    """A completed review of one integration (practice 2)."""
+    """A completed review of one integration."""
 
     __tablename__ = "reviews"
 
@@ -322,7 +322,7 @@ class ChannelPace(Base):
     next_at: Mapped[datetime]
 
 
-# -- monitors (issue 4): the bot watching integrations itself ---------------------------------
+# -- monitors: the bot watching integrations itself ---------------------------------
 #
 # Each monitor's state row is also its due row: `due_at` says when it next needs looking at,
 # and a process claims it with a conditional UPDATE of `claimed_by`/`claimed_until`, so any
@@ -409,7 +409,7 @@ class StatusPage(Base):
 
 
 class VendorNotice(Base):
-    """An incident or scheduled maintenance seen on a vendor's status page (practice 5)."""
+    """An incident or scheduled maintenance seen on a vendor's status page."""
 
     __tablename__ = "vendor_notices"
     __table_args__ = (
@@ -447,7 +447,7 @@ class VendorNoticePost(Base):
     outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id"))
 
 
-# -- reviews (issue 5): the nudge that asks for a review, and what became of it ---------------
+# -- reviews: the nudge that asks for a review, and what became of it ---------------
 
 
 class ReviewNudgeStatus(enum.StrEnum):
@@ -488,7 +488,7 @@ class ReviewNudge(Base):
     review_id: Mapped[int | None] = mapped_column(ForeignKey("reviews.id"))
 
 
-# -- the weekly digest (issue 5) --------------------------------------------------------------
+# -- the weekly digest ----------------------------------------------------------------------
 
 
 class Digest(Base):
@@ -507,7 +507,7 @@ class Digest(Base):
     outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id"))
 
 
-# -- Slack events (issue 6) -------------------------------------------------------------------
+# -- Slack events ---------------------------------------------------------------------------
 
 
 class SlackEvent(Base):

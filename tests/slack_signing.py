@@ -3,8 +3,7 @@
 Slack's v0 scheme: ``v0=`` + hex HMAC-SHA256 of ``v0:{timestamp}:{body}`` keyed with the app's
 signing secret, sent as ``X-Slack-Signature`` beside ``X-Slack-Request-Timestamp``.
 
-Recorded payloads live in ``shared/slack/payloads`` beside the repository (``INTEG_SHARED_DIR``
-overrides where ``shared`` is).
+Recorded payloads live in ``tests/data/slack/payloads`` (see ``tests/data/README.md``).
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,15 +20,11 @@ from urllib.parse import parse_qsl, urlencode
 SIGNING_SECRET = "test-signing-secret"
 
 
-def shared_dir() -> Path:
-    override = os.environ.get("INTEG_SHARED_DIR")
-    if override:
-        return Path(override)
-    return Path(__file__).resolve().parents[2] / "shared"
+PAYLOADS = Path(__file__).resolve().parent / "data" / "slack" / "payloads"
 
 
 def payloads_dir() -> Path:
-    return shared_dir() / "slack" / "payloads"
+    return PAYLOADS
 
 
 def signature(body: str | bytes, secret: str, timestamp: int | str) -> str:

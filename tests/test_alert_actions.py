@@ -82,7 +82,7 @@ def test_silence_holds_back_posts_but_still_records_and_counts(slack_server):
     )
     [silence] = stored(slack_server, Silence)
     assert (silence.reason, silence.created_by) == ("vendor maintenance window", "U0OWNER01")
-    [change] = stored(slack_server, Change)  # the silence is logged as a change (issue 3)
+    [change] = stored(slack_server, Change)  # the silence is logged as a change
     assert (change.category, change.author, change.integration_id) == (
         "silence",
         "U0OWNER01",

@@ -149,7 +149,7 @@ def test_bad_input_stores_neither_a_silence_nor_a_change(slack_server, typed, an
     assert stored(slack_server, OutboxMessage) == []
 
 
-# The storage itself, as issue 6 will use it.
+# The storage itself.
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""`/integ impact`: what a change to a system or an integration would touch (practice 4),
+"""`/integ impact`: what a change to a system or an integration would touch,
 asked through the real app and read as the person who asked would see it; and the lines the
 change log's confirmation borrows."""
 

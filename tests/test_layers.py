@@ -1,4 +1,4 @@
-"""The dependency direction of DESIGN.md section 3: bot -> commands -> storage, never back,
+"""The dependency direction of the layers: bot -> commands -> storage, never back,
 and no Slack, HTTP or scheduler library below bot/."""
 
 import ast

@@ -1,14 +1,13 @@
 """manifest.yml is valid for Slack and agrees with the wire ids the code listens for.
 
-The schema is Slack's own (github.com/slackapi/manifest-schema), kept in the shared folder
-beside this repository so the test needs no network. Set INTEG_SHARED_DIR to point elsewhere.
+The schema is Slack's own (github.com/slackapi/manifest-schema), kept in tests/data/slack so the
+test needs no network.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from bot import wire_ids
 REPO = Path(__file__).resolve().parents[1]
 MANIFEST = REPO / "manifest.yml"
 
-# Every verb of /integ (DESIGN.md section 2); the usage hint is what users see while typing.
+# Every verb of /integ (the README's commands); the usage hint is what users see while typing.
 VERBS = (
     "help list status owners runbook info support alerts ack resolve silence log changes "
     "reviews review impact diagram heartbeat"
@@ -30,9 +29,7 @@ VERBS = (
 
 
 def _schema_dir() -> Path:
-    shared = os.environ.get("INTEG_SHARED_DIR")
-    base = Path(shared) if shared else Path(__file__).resolve().parents[2] / "shared"
-    return base / "slack" / "manifest-schema"
+    return Path(__file__).resolve().parent / "data" / "slack" / "manifest-schema"
 
 
 def _load_json(path: Path) -> dict[str, Any]:
@@ -70,8 +67,7 @@ def schema_dir() -> Path:
     path = _schema_dir()
     # A missing schema is a broken checkout, not a reason to pass quietly.
     assert (path / "manifest.schema.json").is_file(), (
-        f"Slack's manifest schema is not at {path}; put shared/ beside the repository "
-        "or set INTEG_SHARED_DIR"
+        f"Slack's manifest schema is not at {path}; the checkout is incomplete"
     )
     return path
 

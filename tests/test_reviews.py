@@ -1,4 +1,4 @@
-"""Review nudges (practice 2), with time driven by the injected clock: one nudge when a
+"""Review nudges, with time driven by the injected clock: one nudge when a
 review falls due, with the integration's facts; answered in Slack through the real app."""
 
 import json

@@ -553,7 +553,7 @@ def test_an_unknown_verb_with_no_near_miss_points_to_help(client):
     )
 
 
-# The verbs of the interface contract (shared/DESIGN.md, section 2), as written there.
+# The verbs of /integ as the README lists them, word for word.
 CONTRACT_VERBS = (
     "help, list, status [i], owners i, runbook i, info i, support i|system, alerts [i], ack ID, "
     "resolve ID cause, silence i duration [reason], log i text, changes [i] [Nd], reviews, "

@@ -1,4 +1,4 @@
-"""Vendor status pages (practice 5) and the outbox's EDIT kind that keeps their messages
+"""Vendor status pages and the outbox's EDIT kind that keeps their messages
 current.
 
 A Statuspage is served over real HTTP on loopback (`StatusSite`), answering the recorded
