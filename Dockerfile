@@ -6,7 +6,7 @@
 #
 # Without Slack credentials the bot starts in local mode. Without a mounted catalog it uses
 # the bundled example, copied to /config/catalog.yml below.
-FROM python:3.11-slim
+FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -34,7 +34,7 @@ ENV DATABASE_URL=sqlite:////data/integ.db \
 # the volume stays empty.
 VOLUME /data
 
-USER integ
+USER 10001
 EXPOSE 3000
 
 # /healthz answers 200 when the database does. python:slim has no curl, so use Python.

@@ -16,12 +16,14 @@ $(VENV)/.installed: pyproject.toml
 run: $(VENV)
 	$(BIN)/integ-bot serve
 
+# One test process per core; each gets its own SQLite files and PostgreSQL database.
 test: $(VENV)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 lint: $(VENV)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/hadolint Dockerfile
 
 bench: $(VENV)
 	$(BIN)/python -m bench.status_latency

@@ -25,6 +25,7 @@ from prometheus_client import Counter, Histogram
 from sqlalchemy.exc import OperationalError
 
 from bot.deps import Deps
+from bot.tls import client_context
 from commands.probes import (
     CheckOutcome,
     ClaimedProbe,
@@ -216,6 +217,7 @@ def build_client() -> httpx.Client:
         # Nor cookies: a session cookie from one check must not vouch for the next.
         cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
         max_redirects=5,
+        verify=client_context(),
     )
 
 

@@ -22,6 +22,7 @@ from datetime import timedelta
 import httpx
 
 from bot.deps import Deps
+from bot.tls import client_context
 from commands import vendor_status
 from commands.vendor_status import PageClaim, Summary, SummaryError
 from storage.db import transaction
@@ -64,6 +65,7 @@ class StatusPoller:
             timeout=FETCH_TIMEOUT,
             follow_redirects=True,
             headers={"Accept": "application/json", "User-Agent": USER_AGENT},
+            verify=client_context(),
         )
 
     @property

@@ -4,6 +4,7 @@ the real runtime and HTTP server on loopback, and the fake Slack Web API."""
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,10 +15,14 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-from sqlalchemy import create_engine, text
+from sqlalchemy import URL, create_engine, make_url, text
+from sqlalchemy.exc import OperationalError
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bot.runtime import Runtime, build_runtime
 from bot.settings import Settings, load_settings
+from storage.db import make_engine
+from storage.migrate import upgrade
 from tests.fake_slack import FakeSlack
 from tests.slack_signing import SIGNING_SECRET
 
@@ -36,26 +41,135 @@ def _postgres_url() -> str | None:
     return url
 
 
-def _reset_postgres(url: str) -> None:
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
+class PostgresDatabase:
+    """This test process's own PostgreSQL database, migrated once and emptied between tests.
+
+    Migrating from nothing costs a PostgreSQL round trip per DDL statement; emptying the tables
+    with one TRUNCATE costs one. Each pytest-xdist worker gets a database of its own
+    (``test_gw0``, ``test_gw1``…, created on first use) so workers never share rows.
+    """
+
+    def __init__(self, base_url: str) -> None:
+        worker = os.environ.get("PYTEST_XDIST_WORKER")
+        url = make_url(base_url)
+        if worker:
+            url = url.set(database=f"{url.database}_{worker}")
+            self._create(make_url(base_url), url.database or "")
+        self.url = url.render_as_string(hide_password=False)
+        self.migrated = False
+        self._run("SELECT 1")  # fails here, once, when the server does not answer
+
+    @staticmethod
+    def _create(base: URL, name: str) -> None:
+        engine = create_engine(base, isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as conn:
+                exists = conn.scalar(
+                    text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+                )
+                if not exists:
+                    conn.execute(text(f'CREATE DATABASE "{name}"'))
+        finally:
+            engine.dispose()
+
+    def empty(self) -> str:
+        """No schema at all, as on a server nobody has set up."""
+        self._run("DROP SCHEMA IF EXISTS public CASCADE", "CREATE SCHEMA public")
+        self.migrated = False
+        return self.url
+
+    def migrated_and_empty(self) -> str:
+        """The newest schema with no rows, and every id sequence back at 1."""
+        if not self.migrated:
+            self.empty()
+            engine = create_engine(self.url)
+            try:
+                upgrade(engine)
+            finally:
+                engine.dispose()
+            self.migrated = True
+            return self.url
+        engine = create_engine(self.url)
+        try:
+            with engine.begin() as conn:
+                conn.execute(text("SET LOCAL lock_timeout = '10s'"))
+                tables = conn.scalars(
+                    text(
+                        "SELECT quote_ident(tablename) FROM pg_tables "
+                        "WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+                    )
+                ).all()
+                conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        finally:
+            engine.dispose()
+        return self.url
+
+    def _run(self, *statements: str) -> None:
+        engine = create_engine(self.url)
+        try:
+            with engine.begin() as conn:
+                # A connection a test left open would otherwise hold the next test forever.
+                conn.execute(text("SET LOCAL lock_timeout = '10s'"))
+                for statement in statements:
+                    conn.execute(text(statement))
+        finally:
+            engine.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh, empty database of each kind the suite runs on."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'integ.db'}"
+@pytest.fixture(scope="session")
+def postgres() -> PostgresDatabase | None:
     url = _postgres_url()
     if url is None:
+        return None
+    try:
+        return PostgresDatabase(url)
+    except OperationalError as exc:
+        if os.environ.get("INTEG_REQUIRE_POSTGRES"):
+            raise
+        reason = str(exc.orig or exc).strip().splitlines()[0]
+        pytest.skip(f"PostgreSQL at TEST_DATABASE_URL does not answer: {reason}")
+
+
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file at the newest schema; tests get a copy, which costs far less than
+    running every migration again."""
+    path = tmp_path_factory.mktemp("template") / "integ.db"
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()  # the last connection to close folds the WAL into the file
+    return path
+
+
+def _postgres_for(request: pytest.FixtureRequest) -> PostgresDatabase:
+    """This process's PostgreSQL database, asked for only by the PostgreSQL half of a test,
+    so that a missing server never touches the SQLite half."""
+    postgres: PostgresDatabase | None = request.getfixturevalue("postgres")
+    if postgres is None:
         if os.environ.get("INTEG_REQUIRE_POSTGRES"):
             pytest.fail("INTEG_REQUIRE_POSTGRES is set but TEST_DATABASE_URL is not")
         pytest.skip("TEST_DATABASE_URL is not set (CI sets it to PostgreSQL)")
-    _reset_postgres(url)
-    return url
+    return postgres
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path, migrated_sqlite: Path) -> str:
+    """An empty database at the newest schema, of each kind the suite runs on."""
+    if request.param == "sqlite":
+        path = tmp_path / "integ.db"
+        shutil.copyfile(migrated_sqlite, path)
+        return f"sqlite:///{path}"
+    return _postgres_for(request).migrated_and_empty()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database with no schema at all, of each kind: for the tests of migrating one."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'integ.db'}"
+    return _postgres_for(request).empty()
 
 
 @pytest.fixture
@@ -108,42 +222,89 @@ def make_runtime(clock: FixedClock) -> Iterator[Callable[..., Runtime]]:
         runtime.close()
 
 
+async def _stopped(scope: Scope, receive: Receive, send: Send) -> None:
+    """What a pooled server answers while no test has it: nothing reaches a closed runtime."""
+    await send({"type": "http.response.start", "status": 503, "headers": []})
+    await send({"type": "http.response.body", "body": b"test server not in use"})
+
+
+class _Switch:
+    """An ASGI app that hands each request to the app of the runtime the server is lent to."""
+
+    def __init__(self) -> None:
+        self.app: ASGIApp = _stopped
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
+@dataclass
+class _PooledServer:
+    url: str
+    switch: _Switch
+    server: uvicorn.Server
+    thread: threading.Thread
+
+
+# Uvicorn takes about 0.2 s to stop (two fixed 0.1 s sleeps), more than most tests take, so
+# each test process keeps the servers it started and lends them out again.
+_IDLE_SERVERS: list[_PooledServer] = []
+_POOL_LOCK = threading.Lock()
+
+
+def _new_server() -> _PooledServer:
+    switch = _Switch()
+    config = uvicorn.Config(
+        switch, host="127.0.0.1", port=0, log_level="warning", access_log=False, lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="test-uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.005)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    return _PooledServer(f"http://127.0.0.1:{port}", switch, server, thread)
+
+
 @dataclass
 class RunningServer:
     runtime: Runtime
     url: str
-    server: uvicorn.Server
-    thread: threading.Thread
+    pooled: _PooledServer
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=10)
 
 
 def start_server(runtime: Runtime) -> RunningServer:
-    """Run the real ASGI app under uvicorn on a free loopback port, in a thread."""
-    config = uvicorn.Config(
-        runtime.http_app,
-        host="127.0.0.1",
-        port=0,
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    return RunningServer(runtime, f"http://127.0.0.1:{port}", server, thread)
+    """Serve the runtime's real ASGI app under uvicorn on a free loopback port, in a thread."""
+    with _POOL_LOCK:
+        pooled = _IDLE_SERVERS.pop() if _IDLE_SERVERS else None
+    if pooled is None:
+        pooled = _new_server()
+    pooled.switch.app = runtime.http_app
+    return RunningServer(runtime, pooled.url, pooled)
 
 
 def stop_server(running: RunningServer) -> None:
-    running.server.should_exit = True
-    running.thread.join(timeout=10)
+    """From here on the runtime gets no requests; the server goes back to the pool."""
+    running.pooled.switch.app = _stopped
+    with _POOL_LOCK:
+        _IDLE_SERVERS.append(running.pooled)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_pooled_servers() -> Iterator[None]:
+    yield
+    with _POOL_LOCK:
+        servers, _IDLE_SERVERS[:] = list(_IDLE_SERVERS), []
+    for pooled in servers:
+        pooled.server.should_exit = True
+    for pooled in servers:
+        pooled.thread.join(timeout=10)
 
 
 @pytest.fixture

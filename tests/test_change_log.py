@@ -220,8 +220,8 @@ def test_record_refuses_what_no_list_or_constraint_would_handle(sessions, values
 # The migration, on each database the suite runs on.
 
 
-def test_the_migrations_build_exactly_the_schema_the_models_describe(database_url):
-    engine = make_engine(database_url)
+def test_the_migrations_build_exactly_the_schema_the_models_describe(empty_database_url):
+    engine = make_engine(empty_database_url)
     try:
         upgrade(engine)
         with engine.connect() as conn:
@@ -231,10 +231,12 @@ def test_the_migrations_build_exactly_the_schema_the_models_describe(database_ur
         engine.dispose()
 
 
-def test_the_change_log_migration_upgrades_a_database_in_use_and_downgrades(database_url):
-    config = alembic_config(database_url)
+def test_the_change_log_migration_upgrades_a_database_in_use_and_downgrades(
+    empty_database_url,
+):
+    config = alembic_config(empty_database_url)
     alembic.upgrade(config, "0002")
-    engine = make_engine(database_url)
+    engine = make_engine(empty_database_url)
     try:
         with engine.begin() as conn:
             conn.execute(

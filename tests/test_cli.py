@@ -35,19 +35,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_db_upgrade_creates_the_tables_and_can_run_again(database_url, tmp_path):
-    if database_url.startswith("sqlite"):
+def test_db_upgrade_creates_the_tables_and_can_run_again(empty_database_url, tmp_path):
+    if empty_database_url.startswith("sqlite"):
         assert not (tmp_path / "integ.db").exists()
-    first = run_cli("db", "upgrade", cwd=tmp_path, env={"DATABASE_URL": database_url})
+    first = run_cli("db", "upgrade", cwd=tmp_path, env={"DATABASE_URL": empty_database_url})
     assert first.returncode == 0, first.stderr
     assert "up to date" in first.stdout
-    tables, versions = tables_and_version(database_url)
+    tables, versions = tables_and_version(empty_database_url)
     assert SCHEMA <= tables
     assert len(versions) == 1
 
-    second = run_cli("db", "upgrade", cwd=tmp_path, env={"DATABASE_URL": database_url})
+    second = run_cli("db", "upgrade", cwd=tmp_path, env={"DATABASE_URL": empty_database_url})
     assert second.returncode == 0, second.stderr
-    assert tables_and_version(database_url) == (tables, versions)
+    assert tables_and_version(empty_database_url) == (tables, versions)
 
 
 def test_db_upgrade_does_not_print_the_database_password(tmp_path):
