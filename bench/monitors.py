@@ -53,10 +53,10 @@ from bench import intake, seed
 from bench import status_latency as sl
 from bench.catalog_gen import build_catalog
 from bench.loopback_http import BadResponse, RawConnection
-from bot.probe_runner import ProbeRunner
 from bot.runtime import Runtime, build_runtime
 from bot.settings import load_settings
-from commands.heartbeats import record_ping
+from bot.workers.probes import ProbeRunner
+from commands.monitors.heartbeats import record_ping
 from storage.db import transaction
 from storage.models import Heartbeat
 from tests.fake_slack import FakeSlack
@@ -620,7 +620,7 @@ def pings_during_tick(
     args: argparse.Namespace,
 ) -> None:
     """A busy tick again (every deadline passed once more), with one job pinging every
-    20 ms meanwhile, the way `bot/pings.py` stores a ping: what a job waits while the tick
+    20 ms meanwhile, the way `bot/web/pings.py` stores a ping: what a job waits while the tick
     holds the rows (PostgreSQL) or the write lock (SQLite) it has taken."""
     keys = [f"hb-{ident}" for ident in _heartbeat_ids(runtime)]
     rng = random.Random(args.seed + 2)

@@ -22,8 +22,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, insert, select, text
 from sqlalchemy.engine import make_url
 
-from commands.catalog import load_catalog
-from commands.catalog_sync import sync_catalog
+from commands.catalog.spec import load_catalog
+from commands.catalog.sync import sync_catalog
 from storage.db import make_engine, make_session_factory, transaction
 from storage.models import Alert, AlertTransition, Integration, Review, Silence
 

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def check_catalog(path: Path) -> int:
-    from commands.catalog import CatalogInvalid, load_catalog
+    from commands.catalog.spec import CatalogInvalid, load_catalog
 
     try:
         catalog = load_catalog(path)

@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session
 from bot import graphviz
 from bot.deps import utcnow
 from bot.settings import Settings
-from commands.change_export import write_changes_csv
-from commands.kb_export import write_kb
+from commands.catalog.knowledge_base import write_kb
+from commands.changes.export import write_changes_csv
 from storage.db import make_engine, make_session_factory
 from storage.migrate import is_current
 

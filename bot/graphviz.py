@@ -1,6 +1,6 @@
 """Graphviz DOT source to PNG, with the `dot` program: a subprocess, so it lives in bot/.
 
-commands/diagram.py writes the source; the outbox worker renders it just before uploading,
+commands/catalog/diagram.py writes the source; the outbox worker renders it just before uploading,
 and `integ-bot export kb` renders it for the wiki.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-from commands.diagram import DOT
+from commands.catalog.diagram import DOT
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # A catalog of a few hundred integrations lays out in about a second; the first run on a

@@ -13,21 +13,21 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 
-from bot.catalog_watcher import CatalogWatcher
 from bot.deps import Deps, utcnow
-from bot.http_app import build_http_app
-from bot.intake_writer import IntakeWriter
-from bot.listeners.review_buttons import REVIEW_ACTIONS
-from bot.outbox_worker import OutboxWorker, build_sender, default_worker_id
-from bot.probe_runner import ProbeRunner
+from bot.listeners.reviews import REVIEW_ACTIONS
 from bot.settings import Settings
 from bot.slack_app import build_bolt_app
-from bot.status_poller import StatusPoller
-from commands import slack_events
-from commands.alert_schedule import escalate_due, post_after_silence
-from commands.digest import DigestSchedule, post_digest
-from commands.heartbeats import raise_missed
-from commands.reviews import review_tick
+from bot.web.app import build_http_app
+from bot.workers.catalog_watcher import CatalogWatcher
+from bot.workers.intake_writer import IntakeWriter
+from bot.workers.outbox import OutboxWorker, build_sender, default_worker_id
+from bot.workers.probes import ProbeRunner
+from bot.workers.status_pages import StatusPoller
+from commands.alerts.schedule import escalate_due, post_after_silence
+from commands.core import slack_events
+from commands.monitors.heartbeats import raise_missed
+from commands.reviews.digest import DigestSchedule, post_digest
+from commands.reviews.nudges import review_tick
 from storage.db import make_engine, make_session_factory, transaction
 from storage.migrate import upgrade
 

@@ -9,7 +9,7 @@ from bot.deps import Deps
 from bot.listeners.slash_commands import answer
 from bot.runtime import Runtime, build_runtime
 from bot.settings import Settings
-from commands.render.plain import blocks_to_text
+from commands.core.render.plain import blocks_to_text
 
 SHELL_USER = "U0SHELL"
 PROMPT = "integ> "

@@ -192,7 +192,7 @@ class ChangeSource(enum.StrEnum):
 class Change(Base):
     """One change that affects an integration.
 
-    Category and source are plain strings checked in `commands.changes`, not database
+    Category and source are plain strings checked in `commands.changes.entries`, not database
     enums: adding a category is then a code change, not a migration on two databases.
     """
 

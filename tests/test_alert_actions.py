@@ -128,7 +128,7 @@ def test_alerts_lists_open_alerts_newest_first(slack_server):
 def test_concurrent_clicks_on_one_alert_record_one_transition(slack_server):
     import threading
 
-    from commands.alert_actions import acknowledge, resolve
+    from commands.alerts.actions import acknowledge, resolve
     from storage.db import transaction
 
     fire(slack_server)

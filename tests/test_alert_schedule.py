@@ -6,10 +6,10 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from bot import wire_ids
-from commands.alert_actions import acknowledge, resolve, silence
-from commands.alert_intake import ingest
-from commands.alert_messages import AlertActions, render_current
-from commands.intake import parse_generic
+from commands.alerts.actions import acknowledge, resolve, silence
+from commands.alerts.ingest import ingest
+from commands.alerts.messages import AlertActions, render_current
+from commands.alerts.payloads import parse_generic
 from storage.db import transaction
 from storage.models import Alert, OutboxMessage
 from tests.conftest import make_settings

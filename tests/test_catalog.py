@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from commands.catalog import CatalogError, CatalogInvalid, load_catalog
+from commands.catalog.spec import CatalogError, CatalogInvalid, load_catalog
 from tests.cli_runner import run_cli
 from tests.conftest import EXAMPLE_CATALOG
 

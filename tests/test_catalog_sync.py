@@ -11,9 +11,9 @@ import pytest
 import yaml
 from sqlalchemy import func, select
 
-from commands.catalog import parse_catalog
-from commands.replies import Invocation
-from commands.router import handle
+from commands.catalog.spec import parse_catalog
+from commands.core.replies import Invocation
+from commands.core.router import handle
 from storage.db import transaction
 from storage.models import Alert, CatalogLoad, Integration, Review, System
 from tests.conftest import EXAMPLE_CATALOG, make_settings
@@ -235,7 +235,7 @@ def test_an_invalid_edit_is_refused_and_the_last_good_catalog_is_kept(
     write_catalog(catalog_path, data)
     clock.now += timedelta(minutes=5)
 
-    with caplog.at_level(logging.ERROR, logger="bot.catalog_watcher"):
+    with caplog.at_level(logging.ERROR, logger="bot.workers.catalog_watcher"):
         assert runtime.watcher.check() is False
 
     assert integration_rows(runtime) == before

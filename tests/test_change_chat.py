@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import select
 
 from bot import wire_ids
-from commands import change_log
-from commands.change_log import SourceMessage
-from commands.change_messages import change_form
+from commands.changes import from_chat as change_log
+from commands.changes.from_chat import SourceMessage
+from commands.changes.messages import change_form
 from storage.db import transaction
 from storage.models import Change, Integration, OutboxMessage
 from tests.conftest import make_settings

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from commands.change_export import HEADER, write_changes_csv
+from commands.changes.export import HEADER, write_changes_csv
 from tests.conftest import make_settings
 from tests.test_change_list import HOSTILE, NOW, log
 

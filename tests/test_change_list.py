@@ -8,9 +8,9 @@ import pytest
 
 from bot import wire_ids
 from bot.listeners.slash_commands import answer
-from commands import changes
-from commands.change_list import PAGE_SIZE, parse
-from commands.render.plain import blocks_to_text
+from commands.changes import entries as changes
+from commands.changes.listing import PAGE_SIZE, parse
+from commands.core.render.plain import blocks_to_text
 from storage.db import transaction
 from tests.conftest import make_settings
 from tests.slack_signing import interactive_body, load_payload, signed_headers

@@ -11,7 +11,7 @@ from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 from bot import wire_ids
-from commands import changes
+from commands.changes import entries as changes
 from storage.db import make_engine, transaction
 from storage.migrate import alembic_config, upgrade
 from storage.models import Alert, Base, Change, OutboxMessage, Silence
@@ -89,7 +89,7 @@ def test_a_reason_is_stored_exactly_as_written_and_escaped_where_shown(slack_ser
 
 
 # slack_bolt's parse_body reads any form body holding the word "payload" as an
-# interactivity payload and drops it; bot/http_app.py parses such bodies itself.
+# interactivity payload and drops it; bot/web/app.py parses such bodies itself.
 def test_a_reason_holding_the_word_payload_reaches_the_log(slack_server):
     command(slack_server, "silence crm 2h the payload schema changed")
     [change] = stored(slack_server, Change)

@@ -23,11 +23,11 @@ import pytest
 from sqlalchemy import select
 
 from bot.graphviz import PNG_SIGNATURE
-from bot.outbox_worker import ConsoleSender, OutboxWorker
 from bot.shell import respond
-from commands import diagram
-from commands.outbox import UPLOAD
-from commands.replies import Invocation
+from bot.workers.outbox import ConsoleSender, OutboxWorker
+from commands.catalog import diagram
+from commands.core.replies import Invocation
+from commands.outbox.queue import UPLOAD
 from storage.db import transaction
 from storage.models import (
     Alert,

@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import select
 
 from bot.settings import SettingsError, load_settings
-from commands.alert_intake import ingest
-from commands.changes import record
-from commands.digest import DigestSchedule, post_digest
-from commands.intake import parse_generic
+from commands.alerts.ingest import ingest
+from commands.alerts.payloads import parse_generic
+from commands.changes.entries import record
+from commands.reviews.digest import DigestSchedule, post_digest
 from storage.db import transaction
 from storage.models import Digest, OutboxMessage
 from tests.conftest import BOT_TOKEN, SIGNING_SECRET, make_settings, start_server, stop_server

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from bot.listeners.slash_commands import answer
-from commands.impact import LINE_LIMIT, affected_by, impact_lines
+from commands.catalog.impact import LINE_LIMIT, affected_by, impact_lines
 from storage.db import transaction
 from storage.models import Heartbeat
 from tests.conftest import EXAMPLE_CATALOG, make_settings

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from commands.intake import (
+from commands.alerts.payloads import (
     MAX_DETAILS,
     MAX_KEY,
     MAX_SUMMARY,

@@ -10,8 +10,8 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
-from bot.intake_writer import StoreFailed
-from commands.intake import parse_generic
+from bot.workers.intake_writer import StoreFailed
+from commands.alerts.payloads import parse_generic
 from storage.models import Alert, AlertTransition, OutboxMessage, ReceivedEvent
 from tests.conftest import WEBHOOK_TOKEN
 

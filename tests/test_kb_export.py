@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bot.graphviz import PNG_SIGNATURE, render_png_if_installed
-from commands.kb_export import md_code, md_link, md_text, page_name, write_kb
+from commands.catalog.knowledge_base import md_code, md_link, md_text, page_name, write_kb
 from storage.db import transaction
 from storage.models import Change, Review
 from tests.conftest import make_settings

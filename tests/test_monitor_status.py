@@ -3,8 +3,8 @@
 from datetime import timedelta
 
 from bot.listeners.slash_commands import answer
-from commands.probes import sync_probes
-from commands.vendor_status import sync_status_pages
+from commands.monitors.probes import sync_probes
+from commands.monitors.vendor_status import sync_status_pages
 from storage.db import transaction
 from storage.models import Probe, StatusPage, VendorNotice
 from tests.conftest import make_settings

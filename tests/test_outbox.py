@@ -24,9 +24,9 @@ from prometheus_client import REGISTRY
 from sqlalchemy import select, update
 
 from bot.deps import Deps, utcnow
-from bot.outbox_worker import ConsoleSender, Delivered, OutboxWorker, Sender, SlackSender
 from bot.runtime import Runtime
-from commands.outbox import MESSAGE, POST, REPLY, UPDATE, enqueue
+from bot.workers.outbox import ConsoleSender, Delivered, OutboxWorker, Sender, SlackSender
+from commands.outbox.queue import MESSAGE, POST, REPLY, UPDATE, enqueue
 from storage.db import make_engine, make_session_factory, transaction
 from storage.models import Alert, ChannelPace, OutboxAttempt, OutboxMessage
 from tests.conftest import BOT_TOKEN, FixedClock, make_settings

@@ -22,9 +22,9 @@ import pytest
 import yaml
 from sqlalchemy import select
 
-from bot.probe_runner import ProbeRunner
 from bot.runtime import Runtime
-from commands.probes import next_due
+from bot.workers.probes import ProbeRunner
+from commands.monitors.probes import next_due
 from storage.db import transaction
 from storage.models import Alert, AlertTransition, OutboxMessage, Probe
 from tests.conftest import EXAMPLE_CATALOG, make_settings

@@ -11,14 +11,14 @@ import yaml
 from sqlalchemy import select
 
 from bot import wire_ids
-from bot.listeners.review_buttons import REVIEW_ACTIONS
+from bot.listeners.reviews import REVIEW_ACTIONS
 from bot.listeners.slash_commands import answer
-from commands.alert_actions import acknowledge, resolve
-from commands.alert_intake import ingest
-from commands.intake import parse_generic
-from commands.integration_state import review_due
-from commands.review_messages import CHECKLIST_KEYS, review_modal
-from commands.reviews import post_due_nudges
+from commands.alerts.actions import acknowledge, resolve
+from commands.alerts.ingest import ingest
+from commands.alerts.payloads import parse_generic
+from commands.catalog.state import review_due
+from commands.reviews.messages import CHECKLIST_KEYS, review_modal
+from commands.reviews.nudges import post_due_nudges
 from storage.db import transaction
 from storage.models import Alert, Change, Integration, OutboxMessage, Review, ReviewNudge
 from tests.conftest import EXAMPLE_CATALOG, make_settings

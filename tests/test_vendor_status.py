@@ -23,9 +23,9 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.runtime import Runtime
-from bot.status_poller import LEASE, StatusPoller
-from commands import vendor_status
-from commands.outbox import EDIT, MESSAGE, enqueue, queue_edit
+from bot.workers.status_pages import LEASE, StatusPoller
+from commands.monitors import vendor_status
+from commands.outbox.queue import EDIT, MESSAGE, enqueue, queue_edit
 from storage.db import transaction
 from storage.models import OutboxMessage, StatusPage, System, VendorNotice, VendorNoticePost
 from tests.conftest import BOT_TOKEN, EXAMPLE_CATALOG, FixedClock, make_settings

@@ -7,13 +7,11 @@ from collections.abc import Callable
 from slack_bolt import App
 
 from bot.deps import Deps
-from bot.listeners import (
-    alert_buttons,
-    change_log,
-    change_pages,
-    review_buttons,
-    slash_commands,
-)
+from bot.listeners import alerts as alert_buttons
+from bot.listeners import changes as change_log
+from bot.listeners import changes_pages as change_pages
+from bot.listeners import reviews as review_buttons
+from bot.listeners import slash_commands
 
 
 def register_all(app: App, deps: Deps, notify_outbox: Callable[[], None]) -> None:

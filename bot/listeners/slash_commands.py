@@ -11,8 +11,8 @@ from slack_bolt import Ack, App
 
 from bot import metrics, wire_ids
 from bot.deps import Deps
-from commands import router
-from commands.replies import Invocation, Reply
+from commands.core import router
+from commands.core.replies import Invocation, Reply
 from storage.db import transaction
 
 log = logging.getLogger(__name__)

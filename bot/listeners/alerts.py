@@ -1,0 +1,124 @@
+"""The buttons on an alert's message and the resolve modal."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
+
+from bot import wire_ids
+from bot.deps import Deps
+from commands.alerts.actions import ROOT_CAUSES, Outcome, acknowledge, resolve, silence
+from commands.alerts.messages import resolve_modal
+from storage.db import transaction
+from storage.models import Alert
+
+log = logging.getLogger(__name__)
+
+SILENCE_FROM_BUTTON = "2h"
+
+
+def _alert_id(body: dict[str, Any]) -> int | None:
+    value = str(body.get("actions", [{}])[0].get("value", ""))
+    return int(value) if value.isdigit() else None
+
+
+def _tell(respond: Respond, outcome: Outcome) -> None:
+    # Only the person who clicked sees this; the channel sees the updated message.
+    if not outcome.changed:
+        respond(text=outcome.message, response_type="ephemeral", replace_original=False)
+
+
+def register(app: App, deps: Deps, notify: Callable[[], None]) -> None:
+    @app.action(wire_ids.ACK_ACTION)
+    def on_ack(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        ack()
+        alert_id = _alert_id(body)
+        if alert_id is None:
+            return
+        with transaction(deps.sessions) as session:
+            outcome = acknowledge(session, alert_id, body["user"]["id"], deps.clock())
+        notify()
+        _tell(respond, outcome)
+
+    @app.action(wire_ids.RESOLVE_ACTION)
+    def on_resolve(ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
+        ack()
+        alert_id = _alert_id(body)
+        if alert_id is None:
+            return
+        with deps.sessions() as session:
+            alert = session.get(Alert, alert_id)
+            view = (
+                resolve_modal(alert, wire_ids.RESOLVE_VIEW, ROOT_CAUSES)
+                if alert is not None and alert.status != "resolved"
+                else None
+            )
+        if view is None:
+            respond(
+                text=f"Alert #{alert_id} is already resolved.",
+                response_type="ephemeral",
+                replace_original=False,
+            )
+            return
+        client.views_open(trigger_id=body["trigger_id"], view=view)
+
+    @app.view(wire_ids.RESOLVE_VIEW)
+    def on_resolve_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        values = view.get("state", {}).get("values", {})
+        selected = values.get("cause", {}).get("cause", {}).get("selected_option") or {}
+        cause = selected.get("value", "")
+        note = (values.get("note", {}).get("note", {}).get("value") or "").strip()
+        errors = {}
+        if cause not in ROOT_CAUSES:
+            errors["cause"] = "Pick the root cause."
+        if not note:
+            errors["note"] = "Say what was wrong and what fixed it."
+        metadata = str(view.get("private_metadata", ""))
+        if not metadata.isdigit():
+            errors["note"] = "This form lost track of its alert; resolve it with /integ resolve."
+        if errors:
+            ack(response_action="errors", errors=errors)
+            return
+        user = body.get("user", {})
+        with transaction(deps.sessions) as session:
+            outcome = resolve(
+                session,
+                int(metadata),
+                user.get("id", ""),
+                cause,
+                note,
+                deps.clock(),
+                display_name=user.get("name") or user.get("username"),
+            )
+        ack()
+        notify()
+        if not outcome.changed:
+            log.info("resolve of #%s from the modal changed nothing: %s", metadata, outcome.message)
+
+    @app.action(wire_ids.SILENCE_ACTION)
+    def on_silence(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        ack()
+        alert_id = _alert_id(body)
+        if alert_id is None:
+            return
+        with transaction(deps.sessions) as session:
+            alert = session.get(Alert, alert_id)
+            if alert is None or alert.integration_id is None:
+                return
+            outcome = silence(
+                session,
+                alert.integration_id,
+                SILENCE_FROM_BUTTON,
+                f"from alert #{alert_id}",
+                body["user"]["id"],
+                deps.clock(),
+            )
+        respond(text=outcome.message, response_type="ephemeral", replace_original=False)
+
+    @app.action(wire_ids.RUNBOOK_ACTION)
+    def on_runbook(ack: Ack) -> None:
+        ack()  # a link button: Slack opens the URL, and still sends the click

@@ -1,0 +1,68 @@
+"""POST /hooks/generic, /hooks/alertmanager, /hooks/grafana.
+
+A 202 is a promise: it is sent only after the raw body and what it means are committed
+(by the intake writer, which commits requests in batches). Malformed input gets 400 and a
+reason, and nothing is stored for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from bot import metrics
+from bot.deps import Deps
+from bot.web.request_body import BodyTooLarge, read_body
+from bot.workers.intake_writer import IntakeWriter, StoreFailed
+from commands.alerts.payloads import PARSERS, IntakeError
+
+log = logging.getLogger(__name__)
+
+
+def make_hook_endpoint(
+    deps: Deps, source: str, writer: IntakeWriter
+) -> Callable[[Request], Awaitable[Response]]:
+    parse = PARSERS[source]
+
+    async def endpoint(request: Request) -> Response:
+        expected = deps.settings.integ_webhook_token
+        if expected is None:
+            return JSONResponse(
+                {"error": "INTEG_WEBHOOK_TOKEN is not set on the bot, so hooks are closed"},
+                status_code=503,
+            )
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {expected}".encode()):
+            return JSONResponse({"error": "missing or wrong bearer token"}, status_code=401)
+        try:
+            body = await read_body(request)
+        except BodyTooLarge:
+            return JSONResponse({"error": "body over 1 MiB"}, status_code=413)
+        try:
+            events = parse(body)
+        except IntakeError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        try:
+            event_id, result = await asyncio.wrap_future(writer.submit(source, body, events))
+        except StoreFailed as exc:
+            # No 2xx: the sender keeps the event and retries, so nothing is lost.
+            return JSONResponse({"error": str(exc)}, status_code=500)
+        metrics.HOOK_EVENTS.labels(source).inc(len(events))
+        answer: dict[str, object] = {
+            "event_id": event_id,
+            "alerts": len(events),
+            "opened": result.opened,
+            "repeated": result.repeated,
+            "reopened": result.reopened,
+            "resolved": result.resolved,
+        }
+        if result.unknown_integrations:
+            answer["unknown_integrations"] = sorted(result.unknown_integrations)
+        return JSONResponse(answer, status_code=202)
+
+    return endpoint

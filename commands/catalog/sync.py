@@ -1,0 +1,143 @@
+"""Sync a validated catalog into the database.
+
+Rows are upserted by id. An integration or system missing from the new catalog is marked
+removed, never deleted, so its alerts, reviews and changes keep pointing at something; if it
+comes back it is restored with its history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from commands.catalog.spec import Catalog, CatalogInvalid
+from commands.monitors.heartbeats import sync_heartbeats
+from storage.models import CatalogLoad, Integration, System
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    added: list[str]
+    updated: list[str]
+    removed: list[str]
+    restored: list[str]
+
+    def summary(self) -> str:
+        parts = [
+            f"{len(getattr(self, name))} {name}"
+            for name in ("added", "updated", "removed", "restored")
+            if getattr(self, name)
+        ]
+        return ", ".join(parts) or "no changes"
+
+
+def sync_catalog(session: Session, catalog: Catalog, path: str, now: datetime) -> SyncResult:
+    added: list[str] = []
+    updated: list[str] = []
+    removed: list[str] = []
+    restored: list[str] = []
+
+    existing_systems = {s.id: s for s in session.scalars(select(System))}
+    for spec in catalog.systems.values():
+        data = spec.model_dump(mode="json", exclude_none=True)
+        row = existing_systems.get(spec.id)
+        if row is None:
+            session.add(
+                System(
+                    id=spec.id,
+                    name=spec.name,
+                    vendor=spec.vendor,
+                    spec=data,
+                    added_at=now,
+                    updated_at=now,
+                    removed_at=None,
+                )
+            )
+            continue
+        if row.removed_at is not None:
+            row.removed_at = None
+        if row.spec != data or row.name != spec.name or row.vendor != spec.vendor:
+            row.name, row.vendor, row.spec, row.updated_at = spec.name, spec.vendor, data, now
+    session.flush()
+
+    existing = {i.id: i for i in session.scalars(select(Integration))}
+    for spec in catalog.integrations.values():
+        data: dict[str, Any] = spec.model_dump(mode="json", exclude_none=True)
+        columns = {
+            "name": spec.name,
+            "source_id": spec.source,
+            "target_id": spec.target,
+            "mechanism": spec.mechanism,
+            "schedule": spec.schedule,
+            "timezone": spec.timezone,
+            "owner": spec.owner,
+            "channel": spec.channel,
+            "spec": data,
+        }
+        row = existing.get(spec.id)
+        if row is None:
+            session.add(
+                Integration(id=spec.id, added_at=now, updated_at=now, removed_at=None, **columns)
+            )
+            added.append(spec.id)
+            continue
+        if row.removed_at is not None:
+            row.removed_at = None
+            restored.append(spec.id)
+        if any(getattr(row, key) != value for key, value in columns.items()):
+            for key, value in columns.items():
+                setattr(row, key, value)
+            row.updated_at = now
+            if spec.id not in restored:
+                updated.append(spec.id)
+    for ident, row in existing.items():
+        if ident not in catalog.integrations and row.removed_at is None:
+            row.removed_at = now
+            removed.append(ident)
+    session.flush()
+    # Systems go after integrations: a removed system may still be named by a removed one.
+    for ident, row in existing_systems.items():
+        if ident not in catalog.systems and row.removed_at is None:
+            row.removed_at = now
+    # The monitors' own rows follow the catalog in the same transaction, so a ping to a
+    # heartbeat just added is known the moment the catalog is.
+    sync_heartbeats(session, now)
+
+    result = SyncResult(added, updated, removed, restored)
+    if result.summary() == "no changes" and last_accepted_sha(session) == catalog.sha256:
+        # A restart, or a second process, re-reading the same file is not worth a row.
+        return result
+    session.add(
+        CatalogLoad(
+            loaded_at=now,
+            path=path,
+            sha256=catalog.sha256,
+            accepted=True,
+            errors=None,
+            summary=result.summary(),
+        )
+    )
+    return result
+
+
+def record_refusal(
+    session: Session, error: CatalogInvalid, path: str, sha256: str, now: datetime
+) -> None:
+    session.add(
+        CatalogLoad(
+            loaded_at=now, path=path, sha256=sha256, accepted=False, errors=str(error), summary=None
+        )
+    )
+
+
+def last_accepted_sha(session: Session) -> str | None:
+    return session.scalars(
+        select(CatalogLoad.sha256)
+        .where(CatalogLoad.accepted.is_(True))
+        .order_by(CatalogLoad.id.desc())
+        .limit(1)
+    ).first()

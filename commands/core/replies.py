@@ -1,0 +1,28 @@
+"""What a command returns: text for notifications and the console, blocks for Slack."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from commands.core.render.blocks import Block
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """One `/integ …` as typed, with who typed it, where, and when."""
+
+    text: str
+    user_id: str
+    channel_id: str | None
+    now: datetime
+    # Where the bot is reachable from outside (INTEG_PUBLIC_URL), for URLs it shows.
+    public_url: str | None = None
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str
+    blocks: list[Block] = field(default_factory=list)
+    # Answers are only for the person who asked unless the verb posts for the channel.
+    ephemeral: bool = True

@@ -1,0 +1,486 @@
+"""Scheduled reviews: the nudge when a review falls due, and what people do
+with it: mark it reviewed, snooze it, reassign it.
+
+A nudge is claimed by inserting its (integration, due date) row, which is unique, so any
+number of processes post it once; every later change of it is a conditional UPDATE, and
+its message is edited through the outbox, never posted again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from commands.catalog.lookups import resolve_integration
+from commands.catalog.state import review_due
+from commands.core.render import blocks as bk
+from commands.core.render.mrkdwn import escape, mention
+from commands.core.replies import Invocation, Reply
+from commands.outbox import queue as outbox
+from commands.reviews.facts import Facts, facts_since
+from commands.reviews.messages import (
+    CHECKLIST,
+    CHECKLIST_KEYS,
+    NO,
+    NOTES_LIMIT,
+    YES,
+    DueItem,
+    ReviewActions,
+    follow_ups,
+    render_list,
+    render_nudge,
+    review_modal,
+)
+from storage import queries
+from storage.db import insert_for
+from storage.models import Integration, OutboxMessage, Review, ReviewNudge, ReviewNudgeStatus
+
+OPEN = ReviewNudgeStatus.OPEN.value
+SNOOZED = ReviewNudgeStatus.SNOOZED.value
+DONE = ReviewNudgeStatus.DONE.value
+MAX_SNOOZES = 2
+SNOOZE = timedelta(days=7)
+REMIND_EVERY = timedelta(days=3)
+ESCALATE_AFTER_REMINDERS = 2  # repeats to the owner alone before the backups are mentioned
+LIST_AHEAD = timedelta(days=14)  # `/integ reviews` shows what falls due this soon
+
+
+@dataclass(frozen=True)
+class Outcome:
+    changed: bool
+    message: str  # mrkdwn for the person who acted, shown only to them
+
+
+def latest_reviews(session: Session) -> dict[str, Review]:
+    """Each integration's most recent review. Reviews are recorded as they happen, so the
+    highest id is the latest; comparing ids avoids SQLite's text max() of datetimes."""
+    newest = select(func.max(Review.id)).group_by(Review.integration_id)
+    return {
+        r.integration_id: r for r in session.scalars(select(Review).where(Review.id.in_(newest)))
+    }
+
+
+def latest_review(session: Session, integration_id: str) -> Review | None:
+    return session.scalars(
+        select(Review)
+        .where(Review.integration_id == integration_id)
+        .order_by(Review.id.desc())
+        .limit(1)
+    ).first()
+
+
+def _claim(session: Session, integration_id: str, due_on: date, now: datetime) -> int | None:
+    """Insert the nudge's row; its id, or None when someone inserted it first."""
+    statement = (
+        insert_for(session)(ReviewNudge)
+        .values(
+            integration_id=integration_id,
+            due_on=due_on,
+            posted_at=now,
+            status=OPEN,
+            snoozes=0,
+            reminders=0,
+        )
+        .on_conflict_do_nothing(index_elements=["integration_id", "due_on"])
+        .returning(ReviewNudge.id)
+    )
+    return session.execute(statement).scalar()
+
+
+def render(session: Session, nudge: ReviewNudge, now: datetime, actions: ReviewActions) -> Reply:
+    """The nudge's message as it should look now, from its row and the database."""
+    integ = session.get(Integration, nudge.integration_id)
+    assert integ is not None  # a foreign key
+    if nudge.status == DONE and nudge.review_id is not None:
+        review = session.get(Review, nudge.review_id)
+        if review is not None:
+            # A done nudge shows the review, not the facts it was answering.
+            return render_nudge(
+                integ,
+                nudge,
+                Facts(since=review.reviewed_at),
+                now,
+                actions,
+                review=review,
+                next_due=review_due(integ, review.reviewed_at),
+            )
+    last = latest_review(session, integ.id)
+    since = last.reviewed_at if last is not None else integ.added_at
+    return render_nudge(
+        integ, nudge, facts_since(session, integ, since), now, actions, last_review=last
+    )
+
+
+def post_due_nudges(session: Session, now: datetime, actions: ReviewActions) -> int:
+    """Post one nudge for each integration whose review has fallen due; how many."""
+    today = now.date()
+    last = latest_reviews(session)
+    posted = {
+        (i, d) for i, d in session.execute(select(ReviewNudge.integration_id, ReviewNudge.due_on))
+    }
+    # A nudge still waiting (a cadence changed in the catalog moves the due date) is the
+    # one to answer; a second would only ask the same question twice.
+    waiting = set(
+        session.scalars(
+            select(ReviewNudge.integration_id).where(ReviewNudge.status.in_((OPEN, SNOOZED)))
+        )
+    )
+    queued = 0
+    for integ in queries.integrations(session):
+        review = last.get(integ.id)
+        due = review_due(integ, review.reviewed_at if review is not None else None)
+        if due > today or (integ.id, due) in posted or integ.id in waiting:
+            continue
+        nudge_id = _claim(session, integ.id, due, now)
+        if nudge_id is None:
+            continue  # another process has it
+        nudge = session.get(ReviewNudge, nudge_id)
+        assert nudge is not None
+        reply = render(session, nudge, now, actions)
+        nudge.outbox_id = outbox.queue_message(
+            session, channel=integ.channel, now=now, text=reply.text, blocks=reply.blocks
+        )
+        queued += 1
+    session.flush()
+    return queued
+
+
+def end_snoozes(session: Session, now: datetime, actions: ReviewActions) -> int:
+    """Snoozes that have run out: the nudge is open again, and says so in its thread."""
+    ended = session.scalars(
+        select(ReviewNudge).where(
+            ReviewNudge.status == SNOOZED, ReviewNudge.snoozed_until <= now.date()
+        )
+    ).all()
+    queued = 0
+    for nudge in ended:
+        claimed = session.execute(
+            update(ReviewNudge)
+            .where(ReviewNudge.id == nudge.id, ReviewNudge.status == SNOOZED)
+            .values(status=OPEN)
+            .execution_options(synchronize_session=False)
+        )
+        if claimed.rowcount != 1:
+            continue
+        session.refresh(nudge)
+        integ = session.get(Integration, nudge.integration_id)
+        assert integ is not None
+        # The note counts as a reminder: the next one is a full interval later.
+        nudge.last_reminded_at = now
+        queued += _edit(session, nudge, now, actions)
+        queued += _thread_note(
+            session,
+            nudge,
+            f":alarm_clock: The snooze is over: {mention(nudge.assigned_to or integ.owner)}, "
+            "this review is waiting for you.",
+            now,
+        )
+    return queued
+
+
+def send_reminders(session: Session, now: datetime) -> int:
+    """Repeat each unanswered nudge in its thread every REMIND_EVERY; from the third repeat
+    the backups are mentioned too.
+
+    At most one reminder per integration per day follows from the rest: an integration has
+    at most one waiting nudge (post_due_nudges), and a snooze ending counts as a reminder."""
+    today = now.date()
+    queued = 0
+    for nudge in session.scalars(
+        select(ReviewNudge).where(ReviewNudge.status == OPEN).order_by(ReviewNudge.id)
+    ).all():
+        since = nudge.last_reminded_at or nudge.posted_at
+        if now - since < REMIND_EVERY:
+            continue
+        thread_ts = _nudge_ts(session, nudge)
+        integ = session.get(Integration, nudge.integration_id)
+        if thread_ts is None or integ is None:
+            continue  # not posted yet: nothing to reply to
+        claimed = session.execute(
+            update(ReviewNudge)
+            .where(
+                ReviewNudge.id == nudge.id,
+                ReviewNudge.status == OPEN,
+                ReviewNudge.reminders == nudge.reminders,
+            )
+            .values(reminders=nudge.reminders + 1, last_reminded_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if claimed.rowcount != 1:
+            continue  # another process reminded, or it was answered meanwhile
+        repeat = nudge.reminders + 1
+        waited = (today - nudge.due_on).days
+        text = (
+            f":alarm_clock: Reminder: this review has been waiting since "
+            f"{nudge.due_on:%Y-%m-%d} ({waited} day{'s' if waited != 1 else ''}). "
+            f"{mention(nudge.assigned_to or integ.owner)}, can you do it?"
+        )
+        backups = [b for b in integ.spec.get("backups") or [] if isinstance(b, str)]
+        if repeat > ESCALATE_AFTER_REMINDERS and backups:
+            text += " Backups: " + ", ".join(mention(b) for b in backups) + "."
+        queued += _thread_note(session, nudge, text, now, thread_ts)
+    return queued
+
+
+def review_tick(session: Session, now: datetime, actions: ReviewActions) -> int:
+    """Review work for one tick; how many Slack writes it queued."""
+    return (
+        end_snoozes(session, now, actions)
+        + send_reminders(session, now)
+        + post_due_nudges(session, now, actions)
+    )
+
+
+def _edit(session: Session, nudge: ReviewNudge, now: datetime, actions: ReviewActions) -> int:
+    if nudge.outbox_id is None:
+        return 0
+    reply = render(session, nudge, now, actions)
+    queued = outbox.queue_edit(
+        session, of=nudge.outbox_id, text=reply.text, blocks=reply.blocks, now=now
+    )
+    return 1 if queued is not None else 0
+
+
+def _nudge_ts(session: Session, nudge: ReviewNudge) -> str | None:
+    if nudge.outbox_id is None:
+        return None
+    row = session.get(OutboxMessage, nudge.outbox_id)
+    return row.result_ts if row is not None else None
+
+
+def _thread_note(
+    session: Session, nudge: ReviewNudge, text: str, now: datetime, thread_ts: str | None = None
+) -> int:
+    """A line in the nudge's thread, once the nudge has been posted (its ts is known)."""
+    thread_ts = thread_ts or _nudge_ts(session, nudge)
+    integ = session.get(Integration, nudge.integration_id)
+    if thread_ts is None or integ is None:
+        return 0
+    outbox.queue_message(session, channel=integ.channel, now=now, text=text, thread_ts=thread_ts)
+    return 1
+
+
+# -- answering ---------------------------------------------------------------------------------
+
+
+def parse_answers(values: Mapping[str, object]) -> tuple[dict[str, str], dict[str, str]]:
+    """The checklist answers from a modal's state values, and errors by block id."""
+    answers: dict[str, str] = {}
+    errors: dict[str, str] = {}
+    for key in CHECKLIST_KEYS:
+        block = values.get(key)
+        element = block.get(key) if isinstance(block, Mapping) else None
+        selected = element.get("selected_option") if isinstance(element, Mapping) else None
+        value = selected.get("value") if isinstance(selected, Mapping) else None
+        if value in (YES, NO):
+            answers[key] = str(value)
+        else:
+            errors[key] = "Answer yes or no."
+    return answers, errors
+
+
+def record_review(
+    session: Session,
+    integration_id: str,
+    reviewer: str,
+    answers: Mapping[str, str],
+    notes: str | None,
+    now: datetime,
+    actions: ReviewActions,
+) -> Outcome:
+    """Record a completed review; every nudge waiting for it is marked done and edited."""
+    integ = queries.integration(session, integration_id)
+    if integ is None:
+        return Outcome(False, f"No integration called `{escape(integration_id)}` any more.")
+    review = Review(
+        integration_id=integ.id,
+        reviewed_at=now,
+        reviewed_by=reviewer,
+        answers={k: answers[k] for k in CHECKLIST_KEYS if answers.get(k) in (YES, NO)},
+        notes=(notes or "").strip()[:NOTES_LIMIT] or None,
+    )
+    session.add(review)
+    session.flush()
+    waiting = session.scalars(
+        select(ReviewNudge).where(
+            ReviewNudge.integration_id == integ.id, ReviewNudge.status.in_((OPEN, SNOOZED))
+        )
+    ).all()
+    for nudge in waiting:
+        claimed = session.execute(
+            update(ReviewNudge)
+            .where(ReviewNudge.id == nudge.id, ReviewNudge.status.in_((OPEN, SNOOZED)))
+            .values(status=DONE, review_id=review.id)
+            .execution_options(synchronize_session=False)
+        )
+        if claimed.rowcount == 1:
+            session.refresh(nudge)
+            _edit(session, nudge, now, actions)
+    next_due = review_due(integ, now)
+    message = f"Review of `{escape(integ.id)}` recorded; the next one is due {next_due:%Y-%m-%d}."
+    follow = follow_ups(review)
+    if follow:
+        message += " Follow-ups: " + "; ".join(label for _, label in follow)
+    return Outcome(True, message)
+
+
+def snooze(
+    session: Session, nudge_id: int, user: str, now: datetime, actions: ReviewActions
+) -> Outcome:
+    """Put a nudge off a week, at most twice."""
+    nudge = session.get(ReviewNudge, nudge_id)
+    if nudge is None:
+        return Outcome(False, "That review nudge no longer exists.")
+    if nudge.status == DONE:
+        return Outcome(False, "This review is done already.")
+    if nudge.snoozes >= MAX_SNOOZES:
+        return Outcome(
+            False,
+            f"This review has been snoozed {MAX_SNOOZES} times and cannot be snoozed again: "
+            "mark it reviewed, or reassign it.",
+        )
+    until = now.date() + SNOOZE
+    claimed = session.execute(
+        update(ReviewNudge)
+        .where(
+            ReviewNudge.id == nudge.id,
+            ReviewNudge.status.in_((OPEN, SNOOZED)),
+            ReviewNudge.snoozes == nudge.snoozes,
+        )
+        .values(
+            status=SNOOZED,
+            snoozes=nudge.snoozes + 1,
+            snoozed_until=until,
+            snoozed_by=user,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != 1:
+        return Outcome(False, "Someone changed this review just now; look at it again.")
+    session.refresh(nudge)
+    _edit(session, nudge, now, actions)
+    return Outcome(True, f"Snoozed until {until:%Y-%m-%d}.")
+
+
+def reassign(
+    session: Session,
+    nudge_id: int,
+    assignee: str,
+    by: str,
+    now: datetime,
+    actions: ReviewActions,
+    thread_ts: str | None = None,
+) -> Outcome:
+    """Ask `assignee` instead of the owner; recorded on the nudge and said in its thread."""
+    nudge = session.get(ReviewNudge, nudge_id)
+    if nudge is None:
+        return Outcome(False, "That review nudge no longer exists.")
+    if nudge.status == DONE:
+        return Outcome(False, "This review is done already.")
+    if nudge.assigned_to == assignee:
+        return Outcome(False, f"It is assigned to {mention(assignee)} already.")
+    claimed = session.execute(
+        update(ReviewNudge)
+        .where(ReviewNudge.id == nudge.id, ReviewNudge.status.in_((OPEN, SNOOZED)))
+        .values(assigned_to=assignee, assigned_by=by)
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != 1:
+        return Outcome(False, "This review is done already.")
+    session.refresh(nudge)
+    _edit(session, nudge, now, actions)
+    _thread_note(
+        session,
+        nudge,
+        f":bust_in_silhouette: {mention(by)} asked {mention(assignee)} to do this review.",
+        now,
+        thread_ts,
+    )
+    return Outcome(True, f"Reassigned to {mention(assignee)}.")
+
+
+def waiting_nudge(session: Session, integration_id: str) -> int | None:
+    """The nudge a review of this integration would answer, if one is waiting."""
+    return session.scalar(
+        select(ReviewNudge.id)
+        .where(
+            ReviewNudge.integration_id == integration_id,
+            ReviewNudge.status.in_((OPEN, SNOOZED)),
+        )
+        .order_by(ReviewNudge.id.desc())
+        .limit(1)
+    )
+
+
+# -- `/integ reviews` and `/integ review i` -----------------------------------------------------
+
+
+def due_items(session: Session, today: date, ahead: timedelta) -> list[DueItem]:
+    """Reviews overdue, due within `ahead`, or waiting on a nudge; soonest first."""
+    last = latest_reviews(session)
+    waiting = {
+        n.integration_id: n
+        for n in session.scalars(select(ReviewNudge).where(ReviewNudge.status.in_((OPEN, SNOOZED))))
+    }
+    due: list[DueItem] = []
+    for integ in queries.integrations(session):
+        review = last.get(integ.id)
+        when = review_due(integ, review.reviewed_at if review is not None else None)
+        nudge = waiting.get(integ.id)
+        if when <= today + ahead or nudge is not None:
+            due.append(
+                DueItem(
+                    integ,
+                    nudge.due_on if nudge is not None else when,
+                    nudge.snoozed_until if nudge is not None and nudge.status == SNOOZED else None,
+                    nudge.assigned_to if nudge is not None else None,
+                )
+            )
+    due.sort(key=lambda item: (item.due, item.integ.id))
+    return due
+
+
+def reviews_reply(session: Session, inv: Invocation, _args: str) -> Reply:
+    today = inv.now.date()
+    last = latest_reviews(session)
+    follow = [
+        (integ, last[integ.id])
+        for integ in queries.integrations(session)
+        if integ.id in last and follow_ups(last[integ.id])
+    ]
+    return render_list(due_items(session, today, LIST_AHEAD), follow, today)
+
+
+def review_form(
+    session: Session, inv: Invocation, name: str, callback_id: str
+) -> dict[str, object] | Reply:
+    """The review modal for `/integ review i`, or the reply that says why there is none."""
+    found = resolve_integration(session, inv, name, "review")
+    if isinstance(found, Reply):
+        return found
+    return review_modal(found, callback_id, waiting_nudge(session, found.id))
+
+
+def review_reply(session: Session, inv: Invocation, name: str) -> Reply:
+    """`/integ review i` where no form can open (the console): when it is due, and how."""
+    found = resolve_integration(session, inv, name, "review")
+    if isinstance(found, Reply):
+        return found
+    last = latest_review(session, found.id)
+    due = review_due(found, last.reviewed_at if last is not None else None)
+    lines = [
+        f"*Review of `{escape(found.id)}`*: due {due:%Y-%m-%d}"
+        + (
+            f"; last reviewed {last.reviewed_at:%Y-%m-%d} by {mention(last.reviewed_by)}."
+            if last is not None
+            else "; never reviewed here."
+        ),
+        "In Slack, `/integ review` opens the form with this checklist:",
+        *(f"• {label}" for _, label in CHECKLIST),
+    ]
+    text = "\n".join(lines)
+    return Reply(text=text, blocks=bk.sections_for_lines(lines))
