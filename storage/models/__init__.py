@@ -1,0 +1,53 @@
+"""Typed SQLAlchemy models, one module per domain; every model is importable from here.
+
+The catalog file says what exists; these tables say what happened.
+"""
+
+from storage.models.alerts import Alert, AlertStatus, AlertTransition, ReceivedEvent, Silence
+from storage.models.base import NAMING, Base
+from storage.models.catalog import CatalogLoad, Integration, System
+from storage.models.changes import Change, ChangeCategory, ChangeSource
+from storage.models.monitors import (
+    Heartbeat,
+    HeartbeatPing,
+    HeartbeatStatus,
+    Probe,
+    StatusPage,
+    VendorNotice,
+    VendorNoticePost,
+)
+from storage.models.outbox import ChannelPace, OutboxAttempt, OutboxMessage, OutboxStatus
+from storage.models.reviews import Digest, Review, ReviewNudge, ReviewNudgeStatus
+from storage.models.slack import SlackEvent
+
+__all__ = [
+    "NAMING",
+    "Alert",
+    "AlertStatus",
+    "AlertTransition",
+    "Base",
+    "CatalogLoad",
+    "Change",
+    "ChangeCategory",
+    "ChangeSource",
+    "ChannelPace",
+    "Digest",
+    "Heartbeat",
+    "HeartbeatPing",
+    "HeartbeatStatus",
+    "Integration",
+    "OutboxAttempt",
+    "OutboxMessage",
+    "OutboxStatus",
+    "Probe",
+    "ReceivedEvent",
+    "Review",
+    "ReviewNudge",
+    "ReviewNudgeStatus",
+    "Silence",
+    "SlackEvent",
+    "StatusPage",
+    "System",
+    "VendorNotice",
+    "VendorNoticePost",
+]

@@ -1,0 +1,75 @@
+"""The outbox: a row per intended Slack write, a row per attempt, and each channel's pace."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from storage.models.base import Base
+
+
+class OutboxStatus(enum.StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class OutboxMessage(Base):
+    """One intended Slack write. The worker claims it, sends it, records each attempt.
+
+    A row is claimed with a conditional UPDATE that must change exactly one row, so two
+    workers (or two processes) never send the same message.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_status_due", "status", "due_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime]
+    due_at: Mapped[datetime]
+    # post: an alert's message; update: chat.update of it; reply: in its thread; message: a
+    # plain message (payload: text, blocks); edit: chat.update of a message row's result.
+    kind: Mapped[str] = mapped_column(String(10))
+    channel: Mapped[str] = mapped_column(String(64))
+    alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id"), index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(10), default=OutboxStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(default=0)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_until: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+    result_ts: Mapped[str | None] = mapped_column(String(32))
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class OutboxAttempt(Base):
+    __tablename__ = "outbox_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("outbox.id"), index=True)
+    at: Mapped[datetime]
+    ok: Mapped[bool]
+    http_status: Mapped[int | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    retry_after: Mapped[float | None]
+    worker: Mapped[str | None] = mapped_column(String(64))
+
+
+class ChannelPace(Base):
+    """When each channel may next be written to: Slack allows about one message a second
+    per channel, and a 429's Retry-After applies to every process."""
+
+    __tablename__ = "channel_pace"
+
+    channel: Mapped[str] = mapped_column(String(64), primary_key=True)
+    next_at: Mapped[datetime]
