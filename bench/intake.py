@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.intake [--db sqlite|postgresql|both] [--scenarios ...]
 
 Three scenarios, each against a fresh database and its own `integ-bot serve` process, with a
-fake Slack Web API on loopback (`tests/fake_slack.py`, with Slack's per-channel limit added
+fake Slack Web API on loopback (`tests/helpers/fake_slack.py`, with Slack's per-channel limit added
 by `bench/limited_slack.py` for the storm):
 
 1. intake: 20 concurrent senders post generic alerts (mostly repeats of a few hundred keys,
@@ -50,7 +50,7 @@ from bench import status_latency as sl
 from bench.catalog_gen import build_catalog
 from bench.limited_slack import LimitedSlack
 from bench.loopback_http import BadResponse, RawConnection
-from tests.fake_slack import Call
+from tests.helpers.fake_slack import Call
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent

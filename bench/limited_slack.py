@@ -7,7 +7,7 @@ channel that holds `burst` writes and refills at `per_second`. A refused call ta
 token, is recorded like every other call (status 429) and is answered with `Retry-After`
 rounded up to a whole second, at least 1, as Slack does.
 
-It subclasses `tests.fake_slack.FakeSlack` rather than changing it, so the tests' fake stays
+It subclasses `tests.helpers.fake_slack.FakeSlack` rather than changing it, so the tests' fake stays
 as it is; every other behaviour (recording, `fail_next`, the answers) is the fake's own.
 """
 
@@ -19,7 +19,7 @@ import time
 from email.message import Message
 from typing import Any
 
-from tests.fake_slack import JSON, FakeSlack, _Reply
+from tests.helpers.fake_slack import JSON, FakeSlack, _Reply
 
 CHANNEL_WRITES = ("chat.postMessage", "chat.update")
 

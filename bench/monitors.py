@@ -59,7 +59,7 @@ from bot.workers.probes import ProbeRunner
 from commands.monitors.heartbeats import record_ping
 from storage.db import transaction
 from storage.models import Heartbeat
-from tests.fake_slack import FakeSlack
+from tests.helpers.fake_slack import FakeSlack
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent

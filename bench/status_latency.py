@@ -42,8 +42,8 @@ from sqlalchemy import create_engine, text
 from bench import seed
 from bench.catalog_gen import write_catalog
 from bench.loopback_http import TIMEOUT, BadResponse, HttpxTransport, RawConnection, Transport
-from tests.fake_slack import FakeSlack
-from tests.slack_signing import signed_headers, slash_command_fields
+from tests.helpers.fake_slack import FakeSlack
+from tests.helpers.slack_signing import signed_headers, slash_command_fields
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
