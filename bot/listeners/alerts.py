@@ -12,13 +12,21 @@ from slack_sdk import WebClient
 from bot import wire_ids
 from bot.deps import Deps
 from commands.alerts.actions import ROOT_CAUSES, Outcome, acknowledge, resolve, silence
-from commands.alerts.messages import resolve_modal
+from commands.alerts.messages import AlertActions, resolve_modal
 from storage.db import transaction
 from storage.models import Alert
 
 log = logging.getLogger(__name__)
 
 SILENCE_FROM_BUTTON = "2h"
+
+# The buttons an alert's message carries, as the outbox renders it.
+ALERT_ACTIONS = AlertActions(
+    ack=wire_ids.ACK_ACTION,
+    resolve=wire_ids.RESOLVE_ACTION,
+    silence=wire_ids.SILENCE_ACTION,
+    runbook=wire_ids.RUNBOOK_ACTION,
+)
 
 
 def _alert_id(body: dict[str, Any]) -> int | None:

@@ -23,12 +23,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from cronsim import CronSim
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from commands.alerts.ingest import IngestResult, ingest
 from commands.alerts.payloads import AlertEvent
 from commands.core.durations import format_duration, parse_duration
+from storage import leases
 from storage.models import Heartbeat, HeartbeatPing, HeartbeatStatus, Integration
 from storage.types import storable
 
@@ -252,17 +253,16 @@ def raise_missed(session: Session, now: datetime, limit: int = 100) -> int:
             continue  # the catalog dropped it; the sync removes the row
         summary = _missed_summary(row, schedule)
         expected = _next_run(schedule, row, now)
-        taken = session.execute(
-            update(Heartbeat)
-            .where(Heartbeat.integration_id == row.integration_id, Heartbeat.due_at == row.due_at)
-            .values(
-                status=HeartbeatStatus.DOWN.value,
-                expected_at=expected,
-                due_at=expected + schedule.grace,
-            )
-            .execution_options(synchronize_session=False)
+        taken = leases.set_if(
+            session,
+            Heartbeat,
+            Heartbeat.integration_id == row.integration_id,
+            Heartbeat.due_at == row.due_at,
+            status=HeartbeatStatus.DOWN.value,
+            expected_at=expected,
+            due_at=expected + schedule.grace,
         )
-        if taken.rowcount != 1:  # type: ignore[attr-defined]
+        if not taken:
             continue  # another process took it, or a ping moved the deadline meanwhile
         session.expire(row)
         _raise(session, row.integration_id, "firing", summary, None, now)

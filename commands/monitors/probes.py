@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from commands.alerts.ingest import IngestResult, ingest
@@ -28,6 +28,7 @@ from commands.alerts.payloads import MAX_DETAILS, MAX_SUMMARY, AlertEvent
 from commands.alerts.transitions import RESOLVED
 from commands.catalog.spec import ProbeSpec
 from commands.core.durations import format_duration, parse_duration
+from storage import leases
 from storage.db import insert_for
 from storage.models import Alert, Integration, Probe
 from storage.types import storable
@@ -165,7 +166,7 @@ def due_probes(session: Session, now: datetime) -> list[str]:
     return list(
         session.scalars(
             select(Probe.integration_id)
-            .where(Probe.due_at <= now, _unclaimed(now))
+            .where(leases.claimable(Probe, now))
             .order_by(Probe.due_at, Probe.integration_id)
         )
     )
@@ -197,18 +198,16 @@ def claim_probe(
     claimed_until = now + 3 * parse_duration(parsed.timeout) + LEASE_MARGIN
     # The due time read above is part of the condition: if another worker checked the probe
     # since, it moved due_at and this changes nothing.
-    claimed = session.execute(
-        update(Probe)
-        .where(
-            Probe.integration_id == integration_id,
-            Probe.due_at == due_at,
-            Probe.due_at <= now,
-            _unclaimed(now),
-        )
-        .values(claimed_by=worker_id, claimed_until=claimed_until)
-        .execution_options(synchronize_session=False)
+    claimed = leases.claim(
+        session,
+        Probe,
+        Probe.integration_id == integration_id,
+        Probe.due_at == due_at,
+        now=now,
+        worker=worker_id,
+        until=claimed_until,
     )
-    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+    if not claimed:
         return None
     return ClaimedProbe(
         integration_id=integration_id,
@@ -219,10 +218,6 @@ def claim_probe(
         last_error=last_error,
         last_checked_at=last_checked_at,
     )
-
-
-def _unclaimed(now: datetime) -> Any:
-    return or_(Probe.claimed_until.is_(None), Probe.claimed_until < now)
 
 
 # -- recording -------------------------------------------------------------------------------
@@ -266,17 +261,15 @@ def record_check(
     }
     if outcome.ok:
         values["last_ok_at"] = checked_at
-    done = session.execute(
-        update(Probe)
-        .where(
-            Probe.integration_id == probe.integration_id,
-            Probe.claimed_by == worker_id,
-            Probe.due_at == probe.scheduled_at,
-        )
-        .values(**values)
-        .execution_options(synchronize_session=False)
+    done = leases.set_if(
+        session,
+        Probe,
+        Probe.integration_id == probe.integration_id,
+        Probe.claimed_by == worker_id,
+        Probe.due_at == probe.scheduled_at,
+        **values,
     )
-    if done.rowcount != 1:  # type: ignore[attr-defined]
+    if not done:
         return None
 
     event: AlertEvent | None = None

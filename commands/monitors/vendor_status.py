@@ -25,7 +25,7 @@ from commands.core.render.mrkdwn import escape, link, truncate
 from commands.core.render.text import Mrkdwn, render
 from commands.core.replies import Reply
 from commands.outbox import queue as outbox
-from storage import queries
+from storage import leases, queries
 from storage.db import insert_for
 from storage.models import Integration, StatusPage, System, VendorNotice, VendorNoticePost
 from storage.types import storable
@@ -227,10 +227,7 @@ def due_pages(session: Session, now: datetime, limit: int = 100) -> list[str]:
     return list(
         session.scalars(
             select(StatusPage.system_id)
-            .where(
-                StatusPage.due_at <= now,
-                or_(StatusPage.claimed_until.is_(None), StatusPage.claimed_until < now),
-            )
+            .where(leases.claimable(StatusPage, now))
             .order_by(StatusPage.due_at, StatusPage.system_id)
             .limit(limit)
         )
@@ -245,17 +242,15 @@ def claim_page(
     due_at is moved only when the result is recorded: a process that dies mid-poll leaves a
     claim that runs out after `lease`, and the page is then polled by whoever looks next."""
     held_until = now + lease
-    claimed = session.execute(
-        update(StatusPage)
-        .where(
-            StatusPage.system_id == system_id,
-            StatusPage.due_at <= now,
-            or_(StatusPage.claimed_until.is_(None), StatusPage.claimed_until < now),
-        )
-        .values(claimed_by=worker_id, claimed_until=held_until)
-        .execution_options(synchronize_session=False)
+    claimed = leases.claim(
+        session,
+        StatusPage,
+        StatusPage.system_id == system_id,
+        now=now,
+        worker=worker_id,
+        until=held_until,
     )
-    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+    if not claimed:
         return None
     url = session.scalar(select(StatusPage.url).where(StatusPage.system_id == system_id))
     if url is None:
@@ -269,25 +264,20 @@ def _finish(
     """Record a poll's result and release the page until its next period; False when the
     claim ran out and was taken over, in which case this result must not be applied (the
     other poller's is, and applying both would post twice)."""
-    finished = session.execute(
-        update(StatusPage)
-        .where(
-            StatusPage.system_id == claim.system_id,
-            StatusPage.claimed_by == claim.worker_id,
-            StatusPage.claimed_until == claim.held_until,
-        )
-        .values(
-            claimed_by=None,
-            claimed_until=None,
-            last_polled_at=now,
-            # From the claim, so the period does not drift by the fetch time; never in the
-            # past, so a slow or stalled poll cannot make the page due again at once.
-            due_at=max(claim.claimed_at + every, now),
-            **values,
-        )
-        .execution_options(synchronize_session=False)
+    return leases.set_if(
+        session,
+        StatusPage,
+        StatusPage.system_id == claim.system_id,
+        StatusPage.claimed_by == claim.worker_id,
+        StatusPage.claimed_until == claim.held_until,
+        claimed_by=None,
+        claimed_until=None,
+        last_polled_at=now,
+        # From the claim, so the period does not drift by the fetch time; never in the
+        # past, so a slow or stalled poll cannot make the page due again at once.
+        due_at=max(claim.claimed_at + every, now),
+        **values,
     )
-    return finished.rowcount == 1  # type: ignore[attr-defined]
 
 
 def record_error(

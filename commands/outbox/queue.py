@@ -17,7 +17,6 @@ from sqlalchemy import (
     exists,
     insert,
     literal,
-    or_,
     select,
     type_coerce,
     update,
@@ -26,18 +25,15 @@ from sqlalchemy.orm import Session
 
 from commands.core.render import blocks as bk
 from commands.core.render.blocks import Block
-from storage.models import OutboxMessage, OutboxStatus
+from storage.models import OutboxKind, OutboxMessage, OutboxStatus
 
-POST = "post"  # the alert's message, first time
-UPDATE = "update"  # chat.update of the alert's message
-REPLY = "reply"  # a message in the alert's thread; payload holds its text
-MESSAGE = "message"  # a plain message to a channel; payload holds text and blocks
-# chat.update of a MESSAGE row's message; payload holds {"of": <that row's id>, text, blocks}.
-EDIT = "edit"
-# A picture for a channel: the worker renders the payload's Graphviz source to PNG and uploads
-# it (files.getUploadURLExternal, the upload, files.completeUploadExternal); see queue_upload.
-UPLOAD = "upload"
-
+# Short names for the kinds, as the code that queues rows writes them.
+POST = OutboxKind.POST
+UPDATE = OutboxKind.UPDATE
+REPLY = OutboxKind.REPLY
+MESSAGE = OutboxKind.MESSAGE
+EDIT = OutboxKind.EDIT
+UPLOAD = OutboxKind.UPLOAD
 
 _outbox = OutboxMessage.__table__
 _PENDING = OutboxStatus.PENDING.value
@@ -48,7 +44,7 @@ def _waiting_for(alert_id: Any) -> Any:
     as it is when sent, so another update would only repeat it."""
     return exists().where(
         _outbox.c.alert_id == alert_id,
-        or_(_outbox.c.kind == POST, _outbox.c.kind == UPDATE),
+        _outbox.c.kind.in_((POST.value, UPDATE.value)),
         _outbox.c.status == _PENDING,
         _outbox.c.claimed_by.is_(None),
     )
@@ -65,7 +61,7 @@ def _queue_update_statement(dialect: str) -> Insert:
         select(
             type_coerce(bindparam("p_now"), _outbox.c.created_at.type),
             type_coerce(bindparam("p_now"), _outbox.c.due_at.type),
-            literal(UPDATE),
+            literal(UPDATE.value),
             bindparam("p_channel"),
             bindparam("p_alert"),
             payload,
@@ -85,7 +81,7 @@ _QUEUE_UPDATE = {name: _queue_update_statement(name) for name in ("sqlite", "pos
 def post_pending(session: Session, alert_id: int) -> bool:
     """Whether the alert's message is queued, neither sent yet nor failed for good."""
     pending = exists().where(
-        _outbox.c.alert_id == alert_id, _outbox.c.kind == POST, _outbox.c.status == _PENDING
+        _outbox.c.alert_id == alert_id, _outbox.c.kind == POST.value, _outbox.c.status == _PENDING
     )
     return bool(session.connection().execute(select(pending)).scalar())
 
@@ -104,7 +100,7 @@ _INSERT = insert(_outbox).returning(_outbox.c.id)
 def enqueue(
     session: Session,
     *,
-    kind: str,
+    kind: OutboxKind,
     channel: str,
     now: datetime,
     alert_id: int | None = None,
@@ -121,7 +117,7 @@ def enqueue(
         {
             "created_at": now,
             "due_at": now,
-            "kind": kind,
+            "kind": OutboxKind(kind).value,
             "channel": channel,
             "alert_id": alert_id,
             "payload": payload or {},
@@ -196,7 +192,7 @@ def _fold_older_edits(session: Session, *, of: int, newer: int, now: datetime) -
     session.connection().execute(
         update(_outbox)
         .where(
-            _outbox.c.kind == EDIT,
+            _outbox.c.kind == EDIT.value,
             edit_of(_outbox.c.payload) == of,
             _outbox.c.status == _PENDING,
             _outbox.c.claimed_by.is_(None),

@@ -16,7 +16,13 @@ from storage.models.monitors import (
     VendorNotice,
     VendorNoticePost,
 )
-from storage.models.outbox import ChannelPace, OutboxAttempt, OutboxMessage, OutboxStatus
+from storage.models.outbox import (
+    ChannelPace,
+    OutboxAttempt,
+    OutboxKind,
+    OutboxMessage,
+    OutboxStatus,
+)
 from storage.models.reviews import Digest, Review, ReviewNudge, ReviewNudgeStatus
 from storage.models.slack import SlackEvent
 
@@ -37,6 +43,7 @@ __all__ = [
     "HeartbeatStatus",
     "Integration",
     "OutboxAttempt",
+    "OutboxKind",
     "OutboxMessage",
     "OutboxStatus",
     "Probe",

@@ -17,6 +17,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from storage.leases import Leased
 from storage.models.base import Base
 
 # Each monitor's state row is also its due row: `due_at` says when it next needs looking at,
@@ -70,15 +71,13 @@ class HeartbeatPing(Base):
     body: Mapped[str | None] = mapped_column(Text)  # at most 100 kB
 
 
-class Probe(Base):
+class Probe(Leased, Base):
     """An integration's HTTP probe: when it is next checked and how the last checks went."""
 
     __tablename__ = "probes"
+    __table_args__ = (Index("ix_probes_due_at", "due_at"),)
 
     integration_id: Mapped[str] = mapped_column(ForeignKey("integrations.id"), primary_key=True)
-    due_at: Mapped[datetime] = mapped_column(index=True)
-    claimed_by: Mapped[str | None] = mapped_column(String(64))
-    claimed_until: Mapped[datetime | None]
     failures: Mapped[int] = mapped_column(default=0)  # consecutive
     last_checked_at: Mapped[datetime | None]
     last_ok_at: Mapped[datetime | None]
@@ -87,16 +86,14 @@ class Probe(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
 
 
-class StatusPage(Base):
+class StatusPage(Leased, Base):
     """A vendor's public status page (Statuspage API) and when it is next polled."""
 
     __tablename__ = "status_pages"
+    __table_args__ = (Index("ix_status_pages_due_at", "due_at"),)
 
     system_id: Mapped[str] = mapped_column(ForeignKey("systems.id"), primary_key=True)
     url: Mapped[str] = mapped_column(Text)
-    due_at: Mapped[datetime] = mapped_column(index=True)
-    claimed_by: Mapped[str | None] = mapped_column(String(64))
-    claimed_until: Mapped[datetime | None]
     last_polled_at: Mapped[datetime | None]
     indicator: Mapped[str | None] = mapped_column(String(20))  # none | minor | major | critical
     description: Mapped[str | None] = mapped_column(Text)

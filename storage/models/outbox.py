@@ -15,6 +15,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from storage.leases import Leased
 from storage.models.base import Base
 
 
@@ -24,7 +25,21 @@ class OutboxStatus(enum.StrEnum):
     FAILED = "failed"
 
 
-class OutboxMessage(Base):
+class OutboxKind(enum.StrEnum):
+    """What the worker does with a row."""
+
+    POST = "post"  # the alert's message, first time
+    UPDATE = "update"  # chat.update of the alert's message
+    REPLY = "reply"  # a message in the alert's thread; payload holds its text
+    MESSAGE = "message"  # a plain message to a channel; payload holds text and blocks
+    # chat.update of a MESSAGE row's message; payload holds {"of": <that row's id>, text, blocks}
+    EDIT = "edit"
+    # A picture for a channel: the worker renders the payload's Graphviz source to PNG and
+    # uploads it.
+    UPLOAD = "upload"
+
+
+class OutboxMessage(Leased, Base):
     """One intended Slack write. The worker claims it, sends it, records each attempt.
 
     A row is claimed with a conditional UPDATE that must change exactly one row, so two
@@ -36,17 +51,12 @@ class OutboxMessage(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     created_at: Mapped[datetime]
-    due_at: Mapped[datetime]
-    # post: an alert's message; update: chat.update of it; reply: in its thread; message: a
-    # plain message (payload: text, blocks); edit: chat.update of a message row's result.
-    kind: Mapped[str] = mapped_column(String(10))
+    kind: Mapped[str] = mapped_column(String(10))  # an OutboxKind
     channel: Mapped[str] = mapped_column(String(64))
     alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id"), index=True)
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     status: Mapped[str] = mapped_column(String(10), default=OutboxStatus.PENDING)
     attempts: Mapped[int] = mapped_column(default=0)
-    claimed_by: Mapped[str | None] = mapped_column(String(64))
-    claimed_until: Mapped[datetime | None]
     sent_at: Mapped[datetime | None]
     result_ts: Mapped[str | None] = mapped_column(String(32))
     last_error: Mapped[str | None] = mapped_column(Text)

@@ -23,8 +23,10 @@ import pytest
 from sqlalchemy import select
 
 from bot.graphviz import PNG_SIGNATURE
+from bot.runtime import outbox_renderers
 from bot.shell import respond
-from bot.workers.outbox import ConsoleSender, OutboxWorker
+from bot.workers.outbox import OutboxWorker
+from bot.workers.senders import ConsoleSender
 from commands.catalog import diagram
 from commands.core.replies import Invocation
 from commands.outbox.queue import UPLOAD
@@ -377,7 +379,11 @@ def stand_in_png(source: str) -> bytes:
 def worker(slack_server) -> OutboxWorker:
     runtime = slack_server.runtime
     return OutboxWorker(
-        runtime.deps, runtime.outbox.sender, worker_id="test", render_png=stand_in_png
+        runtime.deps,
+        runtime.outbox.sender,
+        worker_id="test",
+        render_png=stand_in_png,
+        renderers=outbox_renderers(),
     )
 
 
@@ -470,7 +476,11 @@ def without_graphviz(server, error):
         raise error
 
     return OutboxWorker(
-        server.runtime.deps, server.runtime.outbox.sender, worker_id="other", render_png=render
+        server.runtime.deps,
+        server.runtime.outbox.sender,
+        worker_id="other",
+        render_png=render,
+        renderers=outbox_renderers(),
     )
 
 

@@ -24,8 +24,10 @@ from prometheus_client import REGISTRY
 from sqlalchemy import select, update
 
 from bot.deps import Deps, utcnow
-from bot.runtime import Runtime
-from bot.workers.outbox import ConsoleSender, Delivered, OutboxWorker, Sender, SlackSender
+from bot.runtime import Runtime, outbox_renderers
+from bot.workers.outbox import OutboxWorker
+from bot.workers.senders import ConsoleSender, Sender, SlackSender
+from commands.outbox.calls import Delivered
 from commands.outbox.queue import MESSAGE, POST, REPLY, UPDATE, enqueue
 from storage.db import make_engine, make_session_factory, transaction
 from storage.models import Alert, ChannelPace, OutboxAttempt, OutboxMessage
@@ -243,6 +245,7 @@ def dies_after_posting(runtime: Runtime, fake_slack: FakeSlack) -> Call:
         runtime.deps,
         DiesWhenSlackAnswers(SlackSender(BOT_TOKEN, fake_slack.url)),
         worker_id="doomed",
+        renderers=outbox_renderers(),
     )
     with pytest.raises(Died):
         doomed.run_once()
@@ -452,7 +455,7 @@ def test_a_500_is_retried_with_growing_backoff_and_sent_once(runtime, worker, fa
 
 def test_a_timeout_is_retried_and_the_message_sent(runtime, fake_slack, clock):
     sender = SlackSender(BOT_TOKEN, fake_slack.url, timeout=0.3)
-    worker = OutboxWorker(runtime.deps, sender, worker_id="impatient")
+    worker = OutboxWorker(runtime.deps, sender, worker_id="impatient", renderers=outbox_renderers())
     alert_id = new_alert(runtime)
     message_id = queue(runtime, POST, alert_id)
     fake_slack.fail_next("chat.postMessage", 500, delay=1.0)
@@ -471,7 +474,7 @@ def test_a_post_that_timed_out_but_reached_slack_is_found_and_not_posted_again(
     runtime, fake_slack, clock
 ):
     sender = SlackSender(BOT_TOKEN, fake_slack.url, timeout=0.3)
-    worker = OutboxWorker(runtime.deps, sender, worker_id="impatient")
+    worker = OutboxWorker(runtime.deps, sender, worker_id="impatient", renderers=outbox_renderers())
     alert_id = new_alert(runtime)
     message_id = queue(runtime, POST, alert_id)
     fake_slack.delay_next("chat.postMessage", 1.0)  # Slack posts it, but answers too late
@@ -581,7 +584,7 @@ def test_the_next_write_to_a_channel_starts_a_second_after_the_previous_call_ret
     sender = TimedSender(
         SlackSender(BOT_TOKEN, fake_slack.url), clock, iter([0.9, 0.1, 0.6, 0.3]), spans
     )
-    worker = OutboxWorker(runtime.deps, sender, worker_id="timed")
+    worker = OutboxWorker(runtime.deps, sender, worker_id="timed", renderers=outbox_renderers())
 
     for _ in range(200):  # a look every 50 ms
         worker.run_once()
@@ -604,13 +607,13 @@ def test_no_other_worker_writes_to_a_channel_while_a_call_to_it_is_in_flight(
     queue(runtime, MESSAGE, channel="C0SLOW", payload={"text": "first"})
     queue(runtime, MESSAGE, channel="C0SLOW", payload={"text": "second"})
     slack = SlackSender(BOT_TOKEN, fake_slack.url)
-    other = OutboxWorker(runtime.deps, slack, worker_id="other")
+    other = OutboxWorker(runtime.deps, slack, worker_id="other", renderers=outbox_renderers())
     sent_meanwhile: list[int] = []
     # Slack takes 5 s to answer the first write; the other worker looks while it waits.
     sender = TimedSender(
         slack, clock, iter([5.0]), [], during=lambda: sent_meanwhile.append(other.run_once())
     )
-    first = OutboxWorker(runtime.deps, sender, worker_id="first")
+    first = OutboxWorker(runtime.deps, sender, worker_id="first", renderers=outbox_renderers())
 
     assert first.run_once() == 1
 
@@ -637,8 +640,20 @@ def test_writes_reach_a_jittery_slack_a_second_after_the_previous_call_to_the_ch
     settings = runtime.deps.settings
     sender = SlackSender(BOT_TOKEN, fake_slack.url)
     workers = [
-        OutboxWorker(Deps(settings, runtime.deps.sessions, utcnow), sender, "a", 0.01),
-        OutboxWorker(Deps(settings, make_session_factory(engine), utcnow), sender, "b", 0.01),
+        OutboxWorker(
+            Deps(settings, runtime.deps.sessions, utcnow),
+            sender,
+            "a",
+            0.01,
+            renderers=outbox_renderers(),
+        ),
+        OutboxWorker(
+            Deps(settings, make_session_factory(engine), utcnow),
+            sender,
+            "b",
+            0.01,
+            renderers=outbox_renderers(),
+        ),
     ]
     try:
         for w in workers:
@@ -668,8 +683,20 @@ def test_two_workers_never_send_a_message_twice(runtime, fake_slack, clock, data
     other_deps = Deps(runtime.deps.settings, make_session_factory(engine), runtime.deps.clock)
     sender = SlackSender(BOT_TOKEN, fake_slack.url)
     workers = [
-        OutboxWorker(runtime.deps, sender, worker_id="worker-a", poll_seconds=0.01),
-        OutboxWorker(other_deps, sender, worker_id="worker-b", poll_seconds=0.01),
+        OutboxWorker(
+            runtime.deps,
+            sender,
+            worker_id="worker-a",
+            poll_seconds=0.01,
+            renderers=outbox_renderers(),
+        ),
+        OutboxWorker(
+            other_deps,
+            sender,
+            worker_id="worker-b",
+            poll_seconds=0.01,
+            renderers=outbox_renderers(),
+        ),
     ]
     # Pacing follows the injected clock; move it on quickly so every channel frees up.
     ticking = threading.Event()
@@ -708,7 +735,12 @@ def test_a_worker_that_looked_before_another_sent_the_message_does_not_send_it_a
 ):
     alert_id = new_alert(runtime)
     queue(runtime, POST, alert_id)
-    slow = OutboxWorker(runtime.deps, SlackSender(BOT_TOKEN, fake_slack.url), worker_id="slow")
+    slow = OutboxWorker(
+        runtime.deps,
+        SlackSender(BOT_TOKEN, fake_slack.url),
+        worker_id="slow",
+        renderers=outbox_renderers(),
+    )
     # The race the conditional claim exists for, made deterministic: `slow` has read the
     # due rows, `worker` claims and sends one, then `slow` tries to claim what it read, at a
     # time when the channel's pace would let it through.

@@ -1,0 +1,199 @@
+"""Which outbox rows may be sent now, and claiming one of them for one worker.
+
+A claim is one transaction: a conditional UPDATE of the row that must change exactly one row
+(`storage.leases`), plus a hold on its channel so that no other write to that channel starts
+while this one is in flight. Nothing here talks to Slack or commits.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, exists, func, not_, or_, select, update
+from sqlalchemy.orm import Session, aliased
+
+from commands.outbox.calls import Job
+from commands.outbox.queue import EDIT, POST, REPLY, UPDATE, edit_of
+from storage import leases
+from storage.db import insert_for
+from storage.models import Alert, ChannelPace, OutboxMessage, OutboxStatus
+
+# A crashed worker's claims become claimable again after this. It is far longer than one
+# Slack call can take (the client times out after 10 s), so a live worker never loses one.
+# A claim holds its channel for as long, so no other write to it starts while one is in
+# flight, however slow Slack is to answer.
+LEASE = timedelta(seconds=60)
+
+_PENDING = OutboxStatus.PENDING.value
+
+
+class Skipped(Exception):
+    """Roll the claim back: its channel is not ready or another worker got there first."""
+
+
+def candidates(session: Session, now: datetime, limit: int) -> list[int]:
+    """The first eligible message of each channel that may be written to now.
+
+    One per channel because pacing allows no more this second anyway; and picking per
+    channel keeps a storm in one channel from hiding the messages of all the others.
+    """
+    m = OutboxMessage
+    earlier = aliased(OutboxMessage)
+    alert_kinds = (UPDATE.value, REPLY.value)
+    # An update or reply needs the alert's message; until it exists the row waits, and
+    # does not hold back what comes after it (the post that will create the message).
+    waiting = and_(m.kind.in_(alert_kinds), m.alert_id.is_not(None), Alert.message_ts.is_(None))
+    earlier_waiting = and_(earlier.kind.in_(alert_kinds), Alert.message_ts.is_(None))
+    # An edit needs the message it changes: it waits while the MESSAGE row that posts it
+    # is pending, and only the lowest pending edit of one message may go, so that an
+    # older text never lands after a newer one. The kind is tested first so that the
+    # subqueries run for edits only: an alert storm queues thousands of other rows.
+    original = aliased(OutboxMessage)
+    edit_free = or_(
+        m.kind != EDIT.value,
+        and_(
+            ~exists().where(original.id == edit_of(m.payload), original.status == _PENDING),
+            ~exists().where(
+                earlier.kind == EDIT.value,
+                edit_of(earlier.payload) == edit_of(m.payload),
+                earlier.status == _PENDING,
+                earlier.id < m.id,
+            ),
+        ),
+    )
+    query = (
+        select(func.min(m.id))
+        .select_from(m)
+        .outerjoin(Alert, Alert.id == m.alert_id)
+        .where(
+            m.status == _PENDING,
+            leases.claimable(m, now),
+            not_(waiting),
+            # Order per alert: only its lowest pending message may go.
+            ~exists().where(
+                earlier.alert_id == m.alert_id,
+                earlier.status == _PENDING,
+                earlier.id < m.id,
+                not_(earlier_waiting),
+            ),
+            edit_free,
+            ~exists().where(ChannelPace.channel == m.channel, ChannelPace.next_at > now),
+        )
+        .group_by(m.channel)
+        .order_by(func.min(m.id))
+        .limit(limit)
+    )
+    return [int(i) for i in session.scalars(query)]
+
+
+def claim(session: Session, message_id: int, now: datetime, worker: str) -> tuple[Job, int]:
+    """Claim the row and hold its channel; the job, and how many queued updates of its alert
+    this send makes unnecessary (marked sent). Raises `Skipped` when the row or its channel
+    is not to be had, and the caller rolls back."""
+    m = OutboxMessage
+    # Read before the claim overwrites it. Every recorded result either finishes the row
+    # or clears claimed_by (`results.release`), so a pending row that still names a
+    # claimant is one whose last claim ended without a result. A race with another claimant
+    # cannot mislead this: whoever changes the row in between makes the claim match nothing.
+    earlier_claimant = session.scalar(select(m.claimed_by).where(m.id == message_id))
+    held_until = now + LEASE
+    taken = leases.claim(
+        session,
+        m,
+        m.id == message_id,
+        m.status == _PENDING,
+        now=now,
+        worker=worker,
+        until=held_until,
+    )
+    if not taken:
+        raise Skipped  # another worker claimed it between our look and our claim
+    row = session.get_one(m, message_id)
+    if not hold_channel(session, row.channel, now, held_until):
+        raise Skipped  # rolls the claim back: the message stays pending for the next look
+    job = Job(
+        id=row.id,
+        kind=row.kind,
+        channel=row.channel,
+        alert_id=row.alert_id,
+        payload=dict(row.payload or {}),
+        created_at=row.created_at,
+        held_until=held_until,
+        unresolved=earlier_claimant is not None,
+    )
+    superseded = 0
+    # A post that may be on Slack already might not be rendered now at all: if it is found,
+    # the message shows the alert as it was when the earlier claim rendered it, and the
+    # updates queued since must still be sent.
+    renders_now = not (job.unresolved and job.kind == POST)
+    if job.kind in (POST, UPDATE) and job.alert_id is not None:
+        # Wait for any transaction changing the alert to finish before the claim commits.
+        # Such a transaction may have seen this row still unclaimed and so queued no update
+        # of its own; rendered after this claim, the message then shows its change too.
+        # (PostgreSQL: FOR SHARE. SQLite has one writer, so it cannot interleave anyway.)
+        session.execute(select(Alert.id).where(Alert.id == job.alert_id).with_for_update(read=True))
+        if renders_now:
+            superseded = supersede(session, job, now, worker)
+    return job, superseded
+
+
+def supersede(session: Session, job: Job, now: datetime, worker: str) -> int:
+    """Mark the alert's other queued updates sent: this send renders the alert after the
+    claim commits, so it shows every change they were queued for. Updates queued after a
+    reply stay, so that the reply still comes before them. How many were marked."""
+    m = OutboxMessage
+    boundary = session.scalar(
+        select(func.min(m.id)).where(
+            m.alert_id == job.alert_id,
+            m.status == _PENDING,
+            m.id > job.id,
+            m.kind != UPDATE.value,
+        )
+    )
+    where = [
+        m.alert_id == job.alert_id,
+        m.kind == UPDATE.value,
+        m.status == _PENDING,
+        m.id != job.id,
+        leases.claimable(m, now),
+    ]
+    if boundary is not None:
+        where.append(m.id < boundary)
+    done = session.execute(
+        update(m)
+        .where(*where)
+        .values(
+            status=OutboxStatus.SENT.value,
+            sent_at=now,
+            claimed_by=worker,
+            claimed_until=None,
+            last_error=f"superseded by outbox #{job.id}",
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(done.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def hold_channel(session: Session, channel: str, now: datetime, until: datetime) -> bool:
+    """Take the channel for one write, until its result is recorded (`results.free_channel`)
+    or `until`; False when it is not free now.
+
+    Both statements are conditional, so two processes racing for one channel cannot both
+    win: on PostgreSQL the loser waits for the winner's row lock and then finds next_at moved.
+    """
+    if leases.set_if(
+        session,
+        ChannelPace,
+        ChannelPace.channel == channel,
+        ChannelPace.next_at <= now,
+        next_at=until,
+    ):
+        return True
+    # RETURNING, not rowcount: on psycopg this INSERT … ON CONFLICT reports rowcount -1.
+    created = session.execute(
+        insert_for(session)(ChannelPace)
+        .values(channel=channel, next_at=until)
+        .on_conflict_do_nothing(index_elements=["channel"])
+        .returning(ChannelPace.channel)
+    )
+    return created.first() is not None
