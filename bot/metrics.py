@@ -23,3 +23,14 @@ INTAKE_BATCH = Histogram(
     buckets=(1, 2, 5, 10, 20, 50, 100, 200),
 )
 PINGS = Counter("integ_pings_total", "Heartbeat pings answered, by kind", ["kind"])
+DUTY_RUNS = Counter(
+    "integ_duty_runs_total",
+    "Scheduled duties run, by duty and result (ok, failed)",
+    ["duty", "result"],
+)
+DUTY_SECONDS = Histogram(
+    "integ_duty_seconds",
+    "Time one scheduled duty took",
+    ["duty"],
+    buckets=(0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30),
+)

@@ -14,26 +14,23 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 
 from bot.deps import Deps, utcnow
-from bot.listeners.reviews import REVIEW_ACTIONS
+from bot.listeners.alerts import ALERT_ACTIONS
 from bot.settings import Settings
 from bot.slack_app import build_bolt_app
 from bot.web.app import build_http_app
 from bot.workers.catalog_watcher import CatalogWatcher
+from bot.workers.duties import Duty, run_duties, tick_duties
 from bot.workers.intake_writer import IntakeWriter
-from bot.workers.outbox import OutboxWorker, build_sender, default_worker_id
+from bot.workers.outbox import OutboxWorker, default_worker_id
 from bot.workers.probes import ProbeRunner
+from bot.workers.senders import build_sender
 from bot.workers.status_pages import StatusPoller
-from commands.alerts.schedule import escalate_due, post_after_silence
-from commands.core import slack_events
-from commands.monitors.heartbeats import raise_missed
-from commands.reviews.digest import DigestSchedule, post_digest
-from commands.reviews.nudges import review_tick
-from storage.db import make_engine, make_session_factory, transaction
+from commands.alerts.outbox_calls import alert_renderers
+from commands.outbox.calls import RENDERERS, Renderer
+from storage.db import make_engine, make_session_factory
 from storage.migrate import upgrade
 
 log = logging.getLogger(__name__)
-
-MISSED_BATCH = 100  # missed heartbeat runs raised per transaction
 
 
 class StartupError(Exception):
@@ -48,6 +45,7 @@ class Runtime:
     bolt: App | None
     http_app: Starlette
     intake: IntakeWriter
+    duties: list[Duty]
     scheduler: BackgroundScheduler | None = None
     # Sends every Slack write queued in the outbox (prints them in local mode).
     outbox: OutboxWorker | None = None
@@ -55,34 +53,8 @@ class Runtime:
     status_pages: StatusPoller | None = None
 
     def tick(self) -> None:
-        """Scheduled work looked for on each wake-up; later features add theirs here."""
-        self.watcher.check()
-        queued = 0
-        while True:  # in batches, each its own transaction (see raise_missed)
-            with transaction(self.deps.sessions) as session:
-                raised = raise_missed(session, self.deps.clock(), MISSED_BATCH)
-            queued += raised
-            if raised < MISSED_BATCH:
-                break
-        with transaction(self.deps.sessions) as session:
-            now = self.deps.clock()
-            queued += escalate_due(session, now) + post_after_silence(session, now)
-        with transaction(self.deps.sessions) as session:
-            queued += review_tick(session, self.deps.clock(), REVIEW_ACTIONS)
-        with transaction(self.deps.sessions) as session:
-            slack_events.prune(session, self.deps.clock())
-        settings = self.deps.settings
-        if settings.integ_digest_channel is not None:
-            schedule = DigestSchedule(
-                settings.integ_digest_weekday,
-                settings.integ_digest_hour,
-                settings.integ_digest_timezone,
-            )
-            with transaction(self.deps.sessions) as session:
-                queued += post_digest(
-                    session, self.deps.clock(), settings.integ_digest_channel, schedule
-                )
-        if queued and self.outbox is not None:
+        """Run every scheduled duty once; each in its own transactions (see bot.workers.duties)."""
+        if run_duties(self.duties) and self.outbox is not None:
             self.outbox.notify()
 
     def check_probes(self) -> None:
@@ -152,13 +124,20 @@ def open_database(settings: Settings) -> Engine:
     return engine
 
 
+def outbox_renderers() -> dict[str, Renderer]:
+    """Every kind of outbox row the worker sends, with how it becomes a Slack call."""
+    return {**RENDERERS, **alert_renderers(ALERT_ACTIONS)}
+
+
 def build_runtime(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Runtime:
     engine = open_database(settings)
     deps = Deps(settings=settings, sessions=make_session_factory(engine), clock=clock)
     watcher = CatalogWatcher(settings.catalog_path, deps.sessions, clock)
     watcher.check()
     worker_id = default_worker_id()
-    outbox = OutboxWorker(deps, build_sender(settings), worker_id=worker_id)
+    outbox = OutboxWorker(
+        deps, build_sender(settings), worker_id=worker_id, renderers=outbox_renderers()
+    )
     bolt = build_bolt_app(deps, outbox.notify) if not settings.local_mode else None
     socket_only = bool(settings.slack_app_token) and not settings.slack_signing_secret
     # Hooks commit, then wake the worker, so an alert reaches Slack without waiting a poll.
@@ -173,6 +152,7 @@ def build_runtime(settings: Settings, clock: Callable[[], datetime] = utcnow) ->
         bolt=bolt,
         http_app=http_app,
         intake=intake,
+        duties=tick_duties(deps, watcher),
         outbox=outbox,
         probes=ProbeRunner(deps, outbox.notify, worker_id),
         status_pages=StatusPoller(deps, outbox.notify, worker_id),

@@ -1,0 +1,102 @@
+"""The scheduled duties: what each tick of the scheduler looks for.
+
+Each duty opens its own short transactions, so one that fails (a bug, a locked database)
+rolls back only its own work; it is logged and counted in `integ_duty_runs_total` and the
+duties after it still run. The work itself is rows with a due time, claimed atomically
+(`storage.leases`), so any number of processes may run the same duties at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bot import metrics
+from bot.deps import Deps
+from bot.listeners.reviews import REVIEW_ACTIONS
+from bot.workers.catalog_watcher import CatalogWatcher
+from commands.alerts.schedule import escalate_due, post_after_silence
+from commands.core import slack_events
+from commands.monitors.heartbeats import raise_missed
+from commands.reviews.digest import DigestSchedule, post_digest
+from commands.reviews.nudges import review_tick
+from storage.db import transaction
+
+log = logging.getLogger(__name__)
+
+MISSED_BATCH = 100  # missed heartbeat runs raised per transaction
+
+
+@dataclass(frozen=True)
+class Duty:
+    name: str
+    # Does the work; how many outbox rows it queued, so the caller knows to wake the worker.
+    run: Callable[[], int]
+
+
+def run_duties(duties: list[Duty]) -> int:
+    """Run each duty once, in order; how many outbox rows they queued between them."""
+    queued = 0
+    for duty in duties:
+        started = time.perf_counter()
+        try:
+            queued += duty.run()
+        except Exception:
+            log.exception("duty %s failed; the other duties still run", duty.name)
+            metrics.DUTY_RUNS.labels(duty.name, "failed").inc()
+        else:
+            metrics.DUTY_RUNS.labels(duty.name, "ok").inc()
+        finally:
+            metrics.DUTY_SECONDS.labels(duty.name).observe(time.perf_counter() - started)
+    return queued
+
+
+def tick_duties(deps: Deps, watcher: CatalogWatcher) -> list[Duty]:
+    """Everything a tick does, in the order it is done."""
+
+    def in_transaction(work: Callable[..., int], *args: object) -> Callable[[], int]:
+        def run() -> int:
+            with transaction(deps.sessions) as session:
+                return work(session, deps.clock(), *args)
+
+        return run
+
+    def catalog() -> int:
+        watcher.check()
+        return 0
+
+    def missed_heartbeats() -> int:
+        queued = 0
+        while True:  # in batches, each its own transaction (see raise_missed)
+            with transaction(deps.sessions) as session:
+                raised = raise_missed(session, deps.clock(), MISSED_BATCH)
+            queued += raised
+            if raised < MISSED_BATCH:
+                return queued
+
+    def pruned_slack_events() -> int:
+        with transaction(deps.sessions) as session:
+            slack_events.prune(session, deps.clock())
+        return 0
+
+    duties = [
+        Duty("catalog", catalog),
+        Duty("missed_heartbeats", missed_heartbeats),
+        Duty("escalations", in_transaction(escalate_due)),
+        Duty("silences_ended", in_transaction(post_after_silence)),
+        Duty("reviews", in_transaction(review_tick, REVIEW_ACTIONS)),
+        Duty("slack_events_pruned", pruned_slack_events),
+    ]
+    settings = deps.settings
+    if settings.integ_digest_channel is not None:
+        schedule = DigestSchedule(
+            settings.integ_digest_weekday,
+            settings.integ_digest_hour,
+            settings.integ_digest_timezone,
+        )
+        duties.append(
+            Duty("digest", in_transaction(post_digest, settings.integ_digest_channel, schedule))
+        )
+    return duties
