@@ -29,6 +29,7 @@ from commands.alerts.outbox_calls import alert_renderers
 from commands.outbox.calls import RENDERERS, Renderer
 from storage.db import make_engine, make_session_factory
 from storage.migrate import upgrade
+from storage.models import OutboxKind
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ def open_database(settings: Settings) -> Engine:
     return engine
 
 
-def outbox_renderers() -> dict[str, Renderer]:
+def outbox_renderers() -> dict[OutboxKind, Renderer]:
     """Every kind of outbox row the worker sends, with how it becomes a Slack call."""
     return {**RENDERERS, **alert_renderers(ALERT_ACTIONS)}
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import Select, bindparam, func, select
+from sqlalchemy import Select, String, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from storage.models import Alert, AlertStatus, Integration, Review, Silence, System
@@ -132,8 +133,8 @@ class IntegrationSummary:
     last_reviewed_at: datetime | None
 
 
-def _summary_statement() -> Select[tuple[int, int | None, int | None, datetime | None]]:
-    name = bindparam("integration_id")
+def _summary_statement() -> Select[Any]:
+    name = bindparam("integration_id", type_=String())
     now = bindparam("now", type_=Silence.__table__.c.starts_at.type)
     open_alert = (Alert.integration_name == name) & Alert.status.in_(OPEN_STATUSES)
     return select(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from urllib.parse import parse_qsl
 
 import anyio.to_thread
@@ -52,7 +52,7 @@ def _measured(name: str, endpoint: Endpoint) -> Endpoint:
     return wrapper
 
 
-def _bolt_request(body: str, *, query: str, headers: dict[str, list[str]]) -> BoltRequest:
+def _bolt_request(body: str, *, query: str, headers: dict[str, str | Sequence[str]]) -> BoltRequest:
     request = BoltRequest(body=body, query=query, headers=headers)
     # Bolt takes any form body containing the text "payload" for an interactivity payload
     # and, finding no `payload` field, reads it as empty: a slash command whose text says

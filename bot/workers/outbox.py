@@ -56,6 +56,8 @@ from storage.models import OutboxKind
 
 log = logging.getLogger(__name__)
 
+KINDS = frozenset(kind.value for kind in OutboxKind)
+
 POLL_SECONDS = 0.2
 MIN_PASS_GAP = 0.1
 PENDING_GAUGE_EVERY = 5.0  # seconds between counts of pending rows for the gauge
@@ -95,7 +97,7 @@ class OutboxWorker:
     poll_seconds: float = POLL_SECONDS
     # How each kind of row becomes a Slack call. The composition root adds the alerts' kinds
     # (bot.runtime.outbox_renderers); uploads are rendered here, since drawing is I/O.
-    renderers: Mapping[str, Renderer] = field(default_factory=lambda: dict(RENDERERS))
+    renderers: Mapping[OutboxKind, Renderer] = field(default_factory=lambda: dict(RENDERERS))
     # Graphviz source to PNG for uploads; a seam so that a test can stand in for `dot`.
     render_png: Callable[[str], bytes] = graphviz.render_png
     _wake: threading.Event = field(default_factory=threading.Event, init=False)
@@ -292,7 +294,7 @@ class OutboxWorker:
         """Render what to send now; read-only, and done after the claim committed."""
         if job.kind == OutboxKind.UPLOAD:
             return self._prepare_upload(job)
-        renderer = self.renderers.get(job.kind)
+        renderer = self.renderers.get(OutboxKind(job.kind)) if job.kind in KINDS else None
         if renderer is None:
             raise Unsendable(f"unknown outbox kind {job.kind!r}")
         now = self.deps.clock()

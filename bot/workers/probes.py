@@ -192,8 +192,8 @@ class ProbeRunner:
                 error=f"timed out after {spec.timeout}: {spec.url} did not finish answering",
             )
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            error = describe_error(exc, spec.url, spec.timeout)
-            return CheckOutcome(ok=False, latency_ms=_ms_since(started), error=error)
+            failure = describe_error(exc, spec.url, spec.timeout)
+            return CheckOutcome(ok=False, latency_ms=_ms_since(started), error=failure)
         latency = _ms_since(started)
         error = judge_response(spec, status, body)
         if error is None:

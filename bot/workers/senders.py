@@ -111,7 +111,7 @@ class SlackSender:
     """The Web API without the SDK's retry handlers: a retry inside the SDK would sleep in
     the worker's thread and be forgotten on a restart, so every retry here is a row."""
 
-    def __init__(self, token: str, base_url: str, *, timeout: float = 10) -> None:
+    def __init__(self, token: str, base_url: str, *, timeout: int = 10) -> None:
         self.client = WebClient(token=token, base_url=base_url, timeout=timeout, retry_handlers=[])
         self._bot_id: str | None = None
         self._bot_id_known = False

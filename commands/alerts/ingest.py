@@ -33,6 +33,7 @@ from commands.alerts.transitions import (
 )
 from commands.outbox import queue as outbox
 from storage import queries
+from storage.db import table_of
 from storage.models import Alert, ReceivedEvent
 from storage.queries import Route
 
@@ -64,7 +65,7 @@ class IngestResult:
         return self.opened + self.repeated + self.reopened + self.resolved
 
 
-_received = ReceivedEvent.__table__
+_received = table_of(ReceivedEvent)
 _RECEIVE = (
     insert(_received)
     .values(
@@ -76,7 +77,7 @@ _RECEIVE = (
     .returning(_received.c.id, sort_by_parameter_order=True)
 )
 
-_alerts = Alert.__table__
+_alerts = table_of(Alert)
 _NOW = bindparam("p_now", type_=_alerts.c.last_seen_at.type)
 _NAME_AND_KEY = (
     _alerts.c.integration_name == bindparam("p_name"),

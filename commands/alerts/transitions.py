@@ -10,6 +10,7 @@ from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from commands.outbox import queue as outbox
+from storage.db import table_of
 from storage.models import Alert, AlertStatus, AlertTransition
 
 FIRING = AlertStatus.FIRING.value
@@ -17,7 +18,7 @@ ACKNOWLEDGED = AlertStatus.ACKNOWLEDGED.value
 RESOLVED = AlertStatus.RESOLVED.value
 OPEN = (FIRING, ACKNOWLEDGED)
 
-_TRANSITION = insert(AlertTransition.__table__)
+_TRANSITION = insert(table_of(AlertTransition))
 
 
 def record_transition(

@@ -65,38 +65,37 @@ def sync_catalog(session: Session, catalog: Catalog, path: str, now: datetime) -
     session.flush()
 
     existing = {i.id: i for i in session.scalars(select(Integration))}
-    for spec in catalog.integrations.values():
-        data: dict[str, Any] = spec.model_dump(mode="json", exclude_none=True)
-        columns = {
-            "name": spec.name,
-            "source_id": spec.source,
-            "target_id": spec.target,
-            "mechanism": spec.mechanism,
-            "schedule": spec.schedule,
-            "timezone": spec.timezone,
-            "owner": spec.owner,
-            "channel": spec.channel,
-            "spec": data,
+    for integ in catalog.integrations.values():
+        columns: dict[str, Any] = {
+            "name": integ.name,
+            "source_id": integ.source,
+            "target_id": integ.target,
+            "mechanism": integ.mechanism,
+            "schedule": integ.schedule,
+            "timezone": integ.timezone,
+            "owner": integ.owner,
+            "channel": integ.channel,
+            "spec": integ.model_dump(mode="json", exclude_none=True),
         }
-        row = existing.get(spec.id)
-        if row is None:
+        current = existing.get(integ.id)
+        if current is None:
             session.add(
-                Integration(id=spec.id, added_at=now, updated_at=now, removed_at=None, **columns)
+                Integration(id=integ.id, added_at=now, updated_at=now, removed_at=None, **columns)
             )
-            added.append(spec.id)
+            added.append(integ.id)
             continue
-        if row.removed_at is not None:
-            row.removed_at = None
-            restored.append(spec.id)
-        if any(getattr(row, key) != value for key, value in columns.items()):
+        if current.removed_at is not None:
+            current.removed_at = None
+            restored.append(integ.id)
+        if any(getattr(current, key) != value for key, value in columns.items()):
             for key, value in columns.items():
-                setattr(row, key, value)
-            row.updated_at = now
-            if spec.id not in restored:
-                updated.append(spec.id)
-    for ident, row in existing.items():
-        if ident not in catalog.integrations and row.removed_at is None:
-            row.removed_at = now
+                setattr(current, key, value)
+            current.updated_at = now
+            if integ.id not in restored:
+                updated.append(integ.id)
+    for ident, current in existing.items():
+        if ident not in catalog.integrations and current.removed_at is None:
+            current.removed_at = now
             removed.append(ident)
     session.flush()
     # Systems go after integrations: a removed system may still be named by a removed one.

@@ -118,9 +118,9 @@ def sync_heartbeats(session: Session, now: datetime) -> None:
         if spec.get("heartbeat")
     }
     rows = {row.integration_id: row for row in session.scalars(select(Heartbeat))}
-    for integration_id, row in rows.items():
+    for integration_id, stale in rows.items():
         if integration_id not in specs:
-            session.delete(row)
+            session.delete(stale)
             # Nothing would ever resolve its alert now: a job taken out of the catalog is
             # no longer missing.
             _raise(

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from commands.core.render import blocks as bk
 from commands.core.render.blocks import Block
+from storage.db import table_of
 from storage.models import OutboxKind, OutboxMessage, OutboxStatus
 
 # Short names for the kinds, as the code that queues rows writes them.
@@ -35,7 +36,7 @@ MESSAGE = OutboxKind.MESSAGE
 EDIT = OutboxKind.EDIT
 UPLOAD = OutboxKind.UPLOAD
 
-_outbox = OutboxMessage.__table__
+_outbox = table_of(OutboxMessage)
 _PENDING = OutboxStatus.PENDING.value
 
 
