@@ -14,7 +14,7 @@ from bot.deps import Deps
 from commands.alerts.actions import ROOT_CAUSES, Outcome, acknowledge, resolve, silence
 from commands.alerts.messages import AlertActions, resolve_modal
 from storage.db import transaction
-from storage.models import Alert
+from storage.models import Alert, AlertStatus
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def register(app: App, deps: Deps, notify: Callable[[], None]) -> None:
             alert = session.get(Alert, alert_id)
             view = (
                 resolve_modal(alert, wire_ids.RESOLVE_VIEW, ROOT_CAUSES)
-                if alert is not None and alert.status != "resolved"
+                if alert is not None and alert.status != AlertStatus.RESOLVED
                 else None
             )
         if view is None:

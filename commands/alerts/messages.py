@@ -10,12 +10,13 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from commands.catalog.views import integration_spec
 from commands.core.render import blocks as bk
 from commands.core.render.mrkdwn import escape, mention, truncate
 from commands.core.render.text import render
 from commands.core.replies import Reply
 from storage import queries
-from storage.models import Alert, AlertTransition, Integration, Silence
+from storage.models import Alert, AlertStatus, AlertTransition, Integration, Silence
 
 SEVERITY_ICONS = {
     "critical": ":red_circle:",
@@ -45,8 +46,8 @@ def firings_within(session: Session, alert_id: int, since: datetime) -> int:
             .select_from(AlertTransition)
             .where(
                 AlertTransition.alert_id == alert_id,
-                AlertTransition.to_status == "firing",
-                AlertTransition.from_status.is_distinct_from("acknowledged"),
+                AlertTransition.to_status == AlertStatus.FIRING,
+                AlertTransition.from_status.is_distinct_from(AlertStatus.ACKNOWLEDGED),
                 AlertTransition.at >= since,
             )
         )
@@ -82,7 +83,7 @@ def render_alert(
     runbook_action: str,
 ) -> Reply:
     """The alert's message. Action ids come from the caller, which owns the wire ids."""
-    resolved = alert.status == "resolved"
+    resolved = alert.status == AlertStatus.RESOLVED
     icon = ":white_check_mark:" if resolved else SEVERITY_ICONS.get(alert.severity, ":red_circle:")
     title = render("alert_title.j2", alert=alert, integ=integ, icon=icon, severity=alert.severity)
     blocks: list[bk.Block] = [bk.section(title)]
@@ -99,7 +100,7 @@ def render_alert(
     blocks.append(bk.context(*facts))
     if alert.details:
         blocks.append(bk.section(truncate(escape(alert.details), DETAILS_LIMIT)))
-    state = render("alert_state.j2", alert=alert)
+    state = render("alert_state.j2", alert=alert, statuses=AlertStatus)
     lines = [state]
     if integ is not None and not resolved:
         lines.append(f"Owner: {mention(integ.owner)}")
@@ -149,12 +150,12 @@ def _actions(
 ) -> bk.Block:
     value = str(alert.id)
     elements = []
-    if alert.status == "firing":
+    if alert.status == AlertStatus.FIRING:
         elements.append(_button("Acknowledge", ack_action, value, "primary"))
     elements.append(_button("Resolve", resolve_action, value))
     if integ is not None:
         elements.append(_button("Silence 2h", silence_action, value))
-        runbook = (integ.spec.get("runbook") or "").strip()
+        runbook = (integration_spec(integ).runbook or "").strip()
         if runbook.startswith(("http://", "https://")) and " " not in runbook:
             link = _button("Runbook", runbook_action, value)
             link["url"] = runbook[:3000]

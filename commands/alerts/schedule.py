@@ -11,6 +11,7 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from commands.catalog.views import integration_spec
 from commands.core.durations import format_duration, parse_duration
 from commands.core.render.mrkdwn import mention
 from commands.outbox import queue as outbox
@@ -52,7 +53,7 @@ def escalate_due(session: Session, now: datetime) -> int:
     escalated = 0
     for alert, integ, fired, shown in rows:
         since = max(fired, shown) if shown is not None else fired
-        after = integ.spec.get("escalate_after")
+        after = integration_spec(integ).escalate_after
         if not after or now - since < parse_duration(after):
             continue
         if queries.active_silence(session, integ.id, now) is not None:
@@ -64,7 +65,7 @@ def escalate_due(session: Session, now: datetime) -> int:
         )
         if claimed.rowcount != 1:
             continue  # another process escalated it, or it was acknowledged meanwhile
-        backups = integ.spec.get("backups") or []
+        backups = integration_spec(integ).backups
         who = ", ".join(mention(b) for b in backups) if backups else mention(integ.owner)
         text = (
             f":rotating_light: Not acknowledged after {format_duration(now - since)} "

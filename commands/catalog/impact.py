@@ -15,6 +15,7 @@ from cronsim import CronSimError
 from sqlalchemy.orm import Session
 
 from commands.catalog.lookups import not_found, resolve_integration, schedule_text
+from commands.catalog.views import integration_spec, system_spec
 from commands.core.matching import Candidate, find
 from commands.core.render import blocks as bk
 from commands.core.render.mrkdwn import escape, link, mention
@@ -80,7 +81,7 @@ def next_run(session: Session, integ: Integration, now: datetime) -> str | None:
 
     A heartbeat's row knows best (the run it awaits, which a late run may have put in the
     past); otherwise the catalog's cron schedule, read in the integration's time zone."""
-    beat = Schedule.of(integ.spec)
+    beat = Schedule.of(integration_spec(integ))
     row = session.get(Heartbeat, integ.id) if beat is not None else None
     if beat is not None and row is not None and row.expected_at is not None:
         what = "next heartbeat expected" if integ.schedule == "realtime" else "next run expected"
@@ -105,7 +106,7 @@ def next_run(session: Session, integ: Integration, now: datetime) -> str | None:
 
 
 def _people(integ: Integration) -> str:
-    backups = [b for b in integ.spec.get("backups") or [] if isinstance(b, str)]
+    backups = integration_spec(integ).backups
     line = f"owner {mention(integ.owner)}"
     return line + (", backups " + ", ".join(mention(b) for b in backups) if backups else "")
 
@@ -133,11 +134,11 @@ def _entry(session: Session, integ: Integration, system: System | None, now: dat
 
 
 def _test_instance(system: System) -> str:
-    test = system.spec.get("test_instance")
+    test = system_spec(system).test_instance
     name = f"*{escape(system.name)}* (`{escape(system.id)}`)"
     if not test:
         return f"• {name}: none recorded"
-    shown = link(test, test) if str(test).startswith(("http://", "https://")) else escape(test)
+    shown = link(test, test) if test.startswith(("http://", "https://")) else escape(test)
     return f"• {name}: {shown}"
 
 

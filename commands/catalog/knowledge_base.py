@@ -22,7 +22,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from commands.catalog import diagram
+from commands.catalog.spec import Support
 from commands.catalog.state import review_due
+from commands.catalog.views import integration_spec, system_spec
 from commands.reviews.messages import CHECKLIST
 from commands.reviews.nudges import latest_reviews
 from storage import queries
@@ -233,20 +235,19 @@ def _url_or_text(value: str | None) -> str:
 
 
 def _support(system: System) -> list[str]:
-    spec = system.spec or {}
-    support = spec.get("support") or {}
+    spec = system_spec(system)
+    support = spec.support or Support()
     rows = [["Vendor", md_text(system.vendor or "not recorded")]]
-    if support.get("url"):
-        rows.append(["Support site", _url_or_text(support["url"])])
-    if support.get("email"):
-        email = str(support["email"])
-        rows.append(["E-mail", md_link(email, f"mailto:{email}")])
-    if support.get("phone"):
-        rows.append(["Phone", md_text(str(support["phone"]))])
-    if support.get("contract"):
-        rows.append(["Contract", md_text(str(support["contract"]))])
-    if spec.get("status_page"):
-        rows.append(["Status page", _url_or_text(spec["status_page"])])
+    if support.url:
+        rows.append(["Support site", _url_or_text(support.url)])
+    if support.email:
+        rows.append(["E-mail", md_link(support.email, f"mailto:{support.email}")])
+    if support.phone:
+        rows.append(["Phone", md_text(support.phone)])
+    if support.contract:
+        rows.append(["Contract", md_text(support.contract)])
+    if spec.status_page:
+        rows.append(["Status page", _url_or_text(spec.status_page)])
     return [f"### {_system_label(system)}", "", *_table(["", ""], rows), ""]
 
 
@@ -258,7 +259,7 @@ def integration_page(
     review: Review | None,
     now: datetime,
 ) -> str:
-    spec: dict[str, Any] = integ.spec or {}
+    spec = integration_spec(integ)
     lines = [
         f"# {md_text(integ.name, newline=' ')} ({md_code(integ.id)})",
         "",
@@ -274,37 +275,30 @@ def integration_page(
         ["Mechanism", md_text(integ.mechanism)],
         ["Schedule", _schedule(integ)],
         ["Owner", md_text(integ.owner)],
-        ["Backups", _people(spec.get("backups") or [])],
+        ["Backups", _people(spec.backups)],
         ["Slack channel", md_code(integ.channel)],
     ]
-    if spec.get("escalate_after"):
-        facts.append(["Escalate after", md_text(str(spec["escalate_after"]))])
-    cadence = (spec.get("review") or {}).get("every", "yearly")
+    if spec.escalate_after:
+        facts.append(["Escalate after", md_text(spec.escalate_after)])
     due = review_due(integ, review.reviewed_at if review is not None else None)
-    facts.append(["Review", f"{md_text(str(cadence))}, next due {due.isoformat()}"])
-    heartbeat = spec.get("heartbeat")
-    if heartbeat:
-        when = heartbeat.get("cron") or f"every {heartbeat.get('every')}"
-        facts.append(
-            ["Heartbeat", f"{md_code(str(when))}, grace {md_text(str(heartbeat.get('grace')))}"]
-        )
-    probe = spec.get("probe")
-    if probe and probe.get("url"):
-        facts.append(
-            ["Probe", f"{_url_or_text(probe['url'])} every {md_text(str(probe.get('every')))}"]
-        )
+    facts.append(["Review", f"{md_text(spec.review.every)}, next due {due.isoformat()}"])
+    heartbeat = spec.heartbeat
+    if heartbeat is not None:
+        when = heartbeat.cron or f"every {heartbeat.every}"
+        facts.append(["Heartbeat", f"{md_code(when)}, grace {md_text(heartbeat.grace)}"])
+    probe = spec.probe
+    if probe is not None:
+        facts.append(["Probe", f"{_url_or_text(probe.url)} every {md_text(probe.every)}"])
     lines += [*_table(["", ""], facts), ""]
 
-    fields = spec.get("fields") or []
+    fields = spec.fields
     lines += ["## Fields", ""]
     if fields:
         header = [
             f"Source field ({md_code(integ.source_id)})",
             f"Target field ({md_code(integ.target_id)})",
         ]
-        rows = [
-            [md_code(str(f.get("source", ""))), md_code(str(f.get("target", "")))] for f in fields
-        ]
+        rows = [[md_code(f.source), md_code(f.target)] for f in fields]
         lines += [*_table(header, rows), ""]
     else:
         lines += ["No field mapping recorded.", ""]
@@ -314,13 +308,11 @@ def integration_page(
         lines += _support(system)
 
     lines += ["## Test instances", ""]
-    tests = [
-        [_system_label(s), _url_or_text((s.spec or {}).get("test_instance"))] for s in integ.systems
-    ]
+    tests = [[_system_label(s), _url_or_text(system_spec(s).test_instance)] for s in integ.systems]
     lines += [*_table(["System", "Test instance"], tests), ""]
 
     lines += ["## Runbook", ""]
-    runbook = str(spec.get("runbook") or "").strip()
+    runbook = (spec.runbook or "").strip()
     if not runbook:
         lines.append("No runbook recorded.")
     elif runbook.lower().startswith(("http://", "https://")) and " " not in runbook:
@@ -422,7 +414,7 @@ def index_page(
             md_code(s.id),
             md_text(s.name),
             md_text(s.vendor or ""),
-            _url_or_text((s.spec or {}).get("test_instance")),
+            _url_or_text(system_spec(s).test_instance),
             ", ".join(f"[{md_text(i.id)}]({page_name(i.id)})" for i in touching.get(s.id, []))
             or "none",
         ]

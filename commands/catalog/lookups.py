@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from sqlalchemy.orm import Session
 
+from commands.catalog.spec import Support
 from commands.catalog.state import HEALTH_EMOJI, health, review_due, state_of
+from commands.catalog.views import integration_spec, system_spec
 from commands.core.matching import Candidate, find
 from commands.core.render import blocks as bk
 from commands.core.render.mrkdwn import escape, link, mention, strip_broadcasts
@@ -104,7 +105,7 @@ def schedule_text(integ: Integration) -> str:
 
 
 def _owners_line(integ: Integration) -> str:
-    backups = integ.spec.get("backups") or []
+    backups = integration_spec(integ).backups
     line = f"*Owner:* {mention(integ.owner)}"
     if backups:
         line += "  *Backups:* " + ", ".join(mention(b) for b in backups)
@@ -231,7 +232,7 @@ def runbook_reply(session: Session, inv: Invocation, name: str) -> Reply:
     if isinstance(resolved, Reply):
         return resolved
     integ = resolved
-    runbook = (integ.spec.get("runbook") or "").strip()
+    runbook = (integration_spec(integ).runbook or "").strip()
     is_url = runbook.startswith(("http://", "https://")) and " " not in runbook
     text = render(
         "runbook.j2", integ=integ, url=runbook if is_url else "", text=runbook if not is_url else ""
@@ -244,7 +245,7 @@ def info_reply(session: Session, inv: Invocation, name: str) -> Reply:
     if isinstance(resolved, Reply):
         return resolved
     integ = resolved
-    spec: dict[str, Any] = integ.spec
+    spec = integration_spec(integ)
     state = state_of(session, integ, inv.now)
     blocks: list[bk.Block] = [bk.header(f"{integ.name} ({integ.id})")]
     blocks.append(
@@ -255,11 +256,10 @@ def info_reply(session: Session, inv: Invocation, name: str) -> Reply:
                 f"*Mechanism:*\n{escape(integ.mechanism)}",
                 f"*Schedule:*\n{schedule_text(integ)}",
                 f"*Owner:*\n{mention(integ.owner)}",
-                "*Backups:*\n"
-                + (", ".join(mention(b) for b in spec.get("backups") or []) or "none"),
+                "*Backups:*\n" + (", ".join(mention(b) for b in spec.backups) or "none"),
                 f"*Channel:*\n<#{integ.channel}>",
-                f"*Escalate after:*\n{escape(spec.get('escalate_after') or 'not set')}",
-                f"*Review:*\n{escape((spec.get('review') or {}).get('every', 'yearly'))}, next "
+                f"*Escalate after:*\n{escape(spec.escalate_after or 'not set')}",
+                f"*Review:*\n{escape(spec.review.every)}, next "
                 f"{state.review_due.isoformat()}"
                 + (" (overdue)" if state.review_overdue(inv.now) else ""),
                 "*Last reviewed:*\n"
@@ -268,29 +268,29 @@ def info_reply(session: Session, inv: Invocation, name: str) -> Reply:
         )
     )
     monitors: list[str] = []
-    heartbeat = spec.get("heartbeat")
-    if heartbeat:
-        when = heartbeat.get("cron") or f"every {heartbeat.get('every')}"
+    heartbeat = spec.heartbeat
+    if heartbeat is not None:
+        when = heartbeat.cron or f"every {heartbeat.every}"
         monitors.append(
-            f"*Heartbeat:* `{escape(str(when))}`, grace {escape(heartbeat['grace'])} "
+            f"*Heartbeat:* `{escape(when)}`, grace {escape(heartbeat.grace)} "
             f"(`/integ heartbeat {integ.id}` for the ping URL)"
         )
-    probe = spec.get("probe")
-    if probe:
+    probe = spec.probe
+    if probe is not None:
         monitors.append(
-            f"*Probe:* {link(probe['url'], probe['url'])} every "
-            f"{escape(probe['every'])}, timeout {escape(probe['timeout'])}"
+            f"*Probe:* {link(probe.url, probe.url)} every "
+            f"{escape(probe.every)}, timeout {escape(probe.timeout)}"
         )
     if monitors:
         blocks.append(bk.section("\n".join(monitors)))
-    fields = spec.get("fields") or []
+    fields = spec.fields
     if fields:
-        lines = [f"`{escape(f['source'])}` → `{escape(f['target'])}`" for f in fields]
+        lines = [f"`{escape(f.source)}` → `{escape(f.target)}`" for f in fields]
         blocks.append(bk.section(f"*Fields ({len(fields)}):*"))
         blocks.extend(bk.sections_for_lines(lines))
     for system in integ.systems:
         blocks.append(bk.section(_system_text(system)))
-    runbook = (spec.get("runbook") or "").strip()
+    runbook = (spec.runbook or "").strip()
     if runbook:
         shown = (
             link(runbook, runbook)
@@ -343,32 +343,33 @@ def support_reply(session: Session, inv: Invocation, name: str) -> Reply:
 
 
 def _support_line(system: System) -> str:
-    support = system.spec.get("support") or {}
-    parts = _support_parts(support)
+    parts = _support_parts(system_spec(system).support)
     vendor = f" ({escape(system.vendor)})" if system.vendor else ""
     return f"*{escape(system.name)}*{vendor} support: " + (", ".join(parts) or "none recorded")
 
 
-def _support_parts(support: dict[str, Any]) -> list[str]:
+def _support_parts(support: Support | None) -> list[str]:
     parts: list[str] = []
-    if support.get("url"):
-        parts.append(link(support["url"], support["url"]))
-    if support.get("email"):
-        parts.append(escape(support["email"]))
-    if support.get("phone"):
-        parts.append(escape(str(support["phone"])))
-    if support.get("contract"):
-        parts.append(f"contract {escape(str(support['contract']))}")
+    if support is None:
+        return parts
+    if support.url:
+        parts.append(link(support.url, support.url))
+    if support.email:
+        parts.append(escape(support.email))
+    if support.phone:
+        parts.append(escape(support.phone))
+    if support.contract:
+        parts.append(f"contract {escape(support.contract)}")
     return parts
 
 
 def _system_text(system: System) -> str:
-    spec = system.spec
+    spec = system_spec(system)
     vendor = f" ({escape(system.vendor)})" if system.vendor else ""
     lines = [f"*{escape(system.name)}*{vendor}, `{escape(system.id)}`"]
-    parts = _support_parts(spec.get("support") or {})
+    parts = _support_parts(spec.support)
     lines.append("Vendor support: " + (", ".join(parts) if parts else "none recorded"))
-    test = spec.get("test_instance")
+    test = spec.test_instance
     lines.append(
         "Test instance: "
         + (
@@ -377,6 +378,6 @@ def _system_text(system: System) -> str:
             else escape(test or "none recorded")
         )
     )
-    if spec.get("status_page"):
-        lines.append("Status page: " + link(spec["status_page"], spec["status_page"]))
+    if spec.status_page:
+        lines.append("Status page: " + link(spec.status_page, spec.status_page))
     return "\n".join(lines)

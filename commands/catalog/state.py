@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 
 from sqlalchemy.orm import Session
 
-from commands.catalog.spec import REVIEW_CADENCES
+from commands.catalog.views import integration_spec
 from storage import queries
 from storage.models import Alert, Integration, Silence
 
@@ -43,22 +43,15 @@ class State:
         return HEALTH_EMOJI[self.health]
 
 
-def review_interval(every: str) -> timedelta:
-    if every in REVIEW_CADENCES:
-        return timedelta(days=REVIEW_CADENCES[every])
-    return timedelta(days=int(every.rstrip("d")))
-
-
 def review_due(integ: Integration, last_reviewed: datetime | None) -> date:
     """Next review date: a cadence after the last review, else `first_due`, else a cadence
     after the integration entered the catalog."""
-    review = integ.spec.get("review") or {}
-    interval = review_interval(review.get("every", "yearly"))
+    review = integration_spec(integ).review
+    interval = review.interval
     if last_reviewed is not None:
         return (last_reviewed + interval).date()
-    first_due = review.get("first_due")
-    if first_due:
-        return date.fromisoformat(str(first_due))
+    if review.first_due is not None:
+        return review.first_due
     added = integ.added_at if integ.added_at.tzinfo else integ.added_at.replace(tzinfo=UTC)
     return (added + interval).date()
 

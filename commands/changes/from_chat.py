@@ -32,16 +32,16 @@ SUMMARY_LIMIT = 3000  # what the form accepts; `/integ log` is held to the same
 # Categories a person may choose; "silence" is written by the bot only.
 CHOOSABLE: tuple[str, ...] = tuple(c.value for c in ChangeCategory if c != ChangeCategory.SILENCE)
 # Words people type for a category at the start of `/integ log i …`.
-CATEGORY_WORDS = {
+CATEGORY_WORDS: dict[str, str] = {
     **{c: c for c in CHOOSABLE},
-    "mapping": "field-mapping",
-    "field": "field-mapping",
-    "fields": "field-mapping",
-    "vendor": "vendor-update",
-    "upgrade": "vendor-update",
-    "credential": "credentials",
-    "password": "credentials",
-    "cert": "credentials",
+    "mapping": ChangeCategory.FIELD_MAPPING,
+    "field": ChangeCategory.FIELD_MAPPING,
+    "fields": ChangeCategory.FIELD_MAPPING,
+    "vendor": ChangeCategory.VENDOR_UPDATE,
+    "upgrade": ChangeCategory.VENDOR_UPDATE,
+    "credential": ChangeCategory.CREDENTIALS,
+    "password": ChangeCategory.CREDENTIALS,
+    "cert": ChangeCategory.CREDENTIALS,
 }
 _LOG_ARGS = re.compile(r"\s*(\S+)\s*(.*)", re.DOTALL)
 

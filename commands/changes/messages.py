@@ -12,19 +12,19 @@ from urllib.parse import urlsplit
 from commands.core.render import blocks as bk
 from commands.core.render.mrkdwn import escape, link, mention, truncate
 from commands.core.replies import Reply
-from storage.models import Change, Integration
+from storage.models import Change, ChangeCategory, Integration
 
 OPTION_TEXT = 75  # a select option's text
 MAX_OPTIONS = 100  # a static select's options
 QUOTED = 2500  # characters of the summary quoted in a confirmation
-CATEGORY_LABELS = {
-    "config": "Configuration",
-    "field-mapping": "Field mapping",
-    "schedule": "Schedule",
-    "credentials": "Credentials",
-    "vendor-update": "Vendor update",
-    "resync": "Resync",
-    "other": "Other",
+CATEGORY_LABELS: dict[str, str] = {
+    ChangeCategory.CONFIG: "Configuration",
+    ChangeCategory.FIELD_MAPPING: "Field mapping",
+    ChangeCategory.SCHEDULE: "Schedule",
+    ChangeCategory.CREDENTIALS: "Credentials",
+    ChangeCategory.VENDOR_UPDATE: "Vendor update",
+    ChangeCategory.RESYNC: "Resync",
+    ChangeCategory.OTHER: "Other",
 }
 
 

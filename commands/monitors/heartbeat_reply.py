@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from commands.catalog.lookups import resolve_integration
+from commands.catalog.views import integration_spec
 from commands.core.render import blocks as bk
 from commands.core.render.mrkdwn import escape
 from commands.core.replies import Invocation, Reply
@@ -21,7 +22,7 @@ def heartbeat_reply(session: Session, inv: Invocation, name: str) -> Reply:
         return resolved
     integ = resolved
     row = session.get(Heartbeat, integ.id)
-    schedule = Schedule.of(integ.spec)
+    schedule = Schedule.of(integration_spec(integ))
     if row is None or schedule is None:
         text = (
             f"*{escape(integ.name)}* (`{integ.id}`) has no heartbeat. Add "

@@ -16,7 +16,7 @@ rather than skipping or repeating it.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,9 +28,11 @@ from sqlalchemy.orm import Session
 
 from commands.alerts.ingest import IngestResult, ingest
 from commands.alerts.payloads import AlertEvent
+from commands.catalog.spec import IntegrationSpec
+from commands.catalog.views import integration_spec, integration_spec_of
 from commands.core.durations import format_duration, parse_duration
 from storage import leases
-from storage.models import Heartbeat, HeartbeatPing, HeartbeatStatus, Integration
+from storage.models import AlertStatus, Heartbeat, HeartbeatPing, HeartbeatStatus, Integration
 from storage.types import storable
 
 ALERT_KEY = "heartbeat"
@@ -55,15 +57,17 @@ class Schedule:
     timezone: str
 
     @classmethod
-    def of(cls, integration_spec: dict[str, Any]) -> Schedule | None:
-        beat = integration_spec.get("heartbeat")
-        if not beat:
+    def of(cls, entry: IntegrationSpec | Mapping[str, Any]) -> Schedule | None:
+        """`entry` may also be `Integration.spec` as selected, read through its typed view."""
+        spec = entry if isinstance(entry, IntegrationSpec) else integration_spec_of(entry)
+        beat = spec.heartbeat
+        if beat is None:
             return None
         return cls(
-            cron=beat.get("cron"),
-            every=parse_duration(beat["every"]) if beat.get("every") else None,
-            grace=parse_duration(beat.get("grace") or "1h"),
-            timezone=integration_spec.get("timezone") or "UTC",
+            cron=beat.cron,
+            every=parse_duration(beat.every) if beat.every else None,
+            grace=parse_duration(beat.grace),
+            timezone=spec.timezone,
         )
 
     def next_after(self, moment: datetime) -> datetime:
@@ -110,12 +114,13 @@ class Schedule:
 def sync_heartbeats(session: Session, now: datetime) -> None:
     """Give every live integration with a heartbeat its row, keep keys current, and drop the
     rows of heartbeats taken out of the catalog. Cheap enough for every tick."""
+    live = session.execute(
+        select(Integration.id, Integration.spec).where(Integration.removed_at.is_(None))
+    )
     specs = {
         integration_id: spec
-        for integration_id, spec in session.execute(
-            select(Integration.id, Integration.spec).where(Integration.removed_at.is_(None))
-        )
-        if spec.get("heartbeat")
+        for integration_id, stored in live
+        if (spec := integration_spec_of(stored, integration_id)).heartbeat is not None
     }
     rows = {row.integration_id: row for row in session.scalars(select(Heartbeat))}
     for integration_id, stale in rows.items():
@@ -126,7 +131,7 @@ def sync_heartbeats(session: Session, now: datetime) -> None:
             _raise(
                 session,
                 integration_id,
-                "resolved",
+                AlertStatus.RESOLVED,
                 "The heartbeat was taken out of the catalog.",
                 None,
                 now,
@@ -134,8 +139,8 @@ def sync_heartbeats(session: Session, now: datetime) -> None:
     session.flush()  # a key freed by a removed row may be taken by another below
     for integration_id, spec in specs.items():
         schedule = Schedule.of(spec)
-        assert schedule is not None
-        key = spec["heartbeat"]["key"]
+        assert schedule is not None and spec.heartbeat is not None
+        key = spec.heartbeat.key
         row = rows.get(integration_id)
         if row is None:
             expected = schedule.next_after(now)
@@ -187,7 +192,7 @@ def record_ping(
     if row is None:
         return None
     integration = session.get(Integration, row.integration_id)
-    schedule = Schedule.of(integration.spec) if integration is not None else None
+    schedule = Schedule.of(integration_spec(integration)) if integration is not None else None
     if schedule is None:  # the catalog dropped it since the last sync
         return None
     session.add(
@@ -216,7 +221,12 @@ def record_ping(
         row.due_at = row.expected_at + schedule.grace
         if was_down:
             alert = _raise(
-                session, row.integration_id, "resolved", "The job reported success.", None, now
+                session,
+                row.integration_id,
+                AlertStatus.RESOLVED,
+                "The job reported success.",
+                None,
+                now,
             )
             alert = alert if alert.resolved else None
     else:  # FAIL
@@ -225,7 +235,9 @@ def record_ping(
         row.expected_at = schedule.next_after(now)
         row.due_at = row.expected_at + schedule.grace
         summary = f"The job reported failure at {schedule.local(now)}"
-        alert = _raise(session, row.integration_id, "firing", summary, storable(body or ""), now)
+        alert = _raise(
+            session, row.integration_id, AlertStatus.FIRING, summary, storable(body or ""), now
+        )
     session.flush()
     return PingResult(row.integration_id, kind, alert)
 

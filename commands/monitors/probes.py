@@ -27,10 +27,11 @@ from commands.alerts.ingest import IngestResult, ingest
 from commands.alerts.payloads import MAX_DETAILS, MAX_SUMMARY, AlertEvent
 from commands.alerts.transitions import RESOLVED
 from commands.catalog.spec import ProbeSpec
+from commands.catalog.views import integration_spec_of
 from commands.core.durations import format_duration, parse_duration
 from storage import leases
 from storage.db import insert_for
-from storage.models import Alert, Integration, Probe
+from storage.models import Alert, AlertStatus, Integration, Probe
 from storage.types import storable
 
 SOURCE = "probe"
@@ -115,10 +116,10 @@ def sync_probes(session: Session, now: datetime) -> None:
     """
     wanted: dict[str, ProbeSpec] = {}
     live = select(Integration.id, Integration.spec).where(Integration.removed_at.is_(None))
-    for integration_id, spec in session.execute(live):
-        probe = (spec or {}).get("probe")
-        if probe:
-            wanted[integration_id] = ProbeSpec.model_validate(probe)
+    for integration_id, stored in session.execute(live):
+        probe = integration_spec_of(stored, integration_id).probe
+        if probe is not None:
+            wanted[integration_id] = probe
     rows = session.execute(select(Probe.integration_id, Probe.due_at))
     existing: dict[str, datetime] = {ident: due_at for ident, due_at in rows}
 
@@ -342,7 +343,7 @@ def _firing(
         source=SOURCE,
         integration=probe.integration_id,
         key=ALERT_KEY,
-        status="firing",
+        status=AlertStatus.FIRING,
         summary=_cut(summary, MAX_SUMMARY),
         details=_cut("\n".join([header, *lines]), MAX_DETAILS),
         severity=SEVERITY,
@@ -374,7 +375,7 @@ def _resolved(integration_id: str, url: str | None) -> AlertEvent:
         source=SOURCE,
         integration=integration_id,
         key=ALERT_KEY,
-        status="resolved",
+        status=AlertStatus.RESOLVED,
         summary="Probe succeeded",
         details=None,
         severity=SEVERITY,

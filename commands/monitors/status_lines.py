@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from commands.catalog.views import integration_spec
 from commands.core.durations import format_duration
 from commands.core.render.mrkdwn import escape
 from commands.monitors.heartbeats import Schedule
@@ -37,7 +38,7 @@ def ago(moment: datetime | None, now: datetime) -> str:
 
 def heartbeat_line(session: Session, integ: Integration, now: datetime) -> str | None:
     row = session.get(Heartbeat, integ.id)
-    schedule = Schedule.of(integ.spec)
+    schedule = Schedule.of(integration_spec(integ))
     if row is None or schedule is None:
         return None
     line = f"*Heartbeat:* {HEARTBEAT_WORDS.get(row.status, row.status)}"

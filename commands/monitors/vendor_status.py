@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
+from commands.catalog.views import system_spec
 from commands.core.render import blocks as bk
 from commands.core.render.mrkdwn import escape, link, truncate
 from commands.core.render.text import Mrkdwn, render
@@ -191,11 +192,7 @@ def _iso(value: datetime | None) -> str | None:
 def sync_status_pages(session: Session, now: datetime) -> None:
     """Make `status_pages` match the live systems' `status_page`: a new page is due at once,
     a changed URL is polled afresh, and a page no system names any more is dropped."""
-    wanted = {
-        s.id: str(s.spec["status_page"])
-        for s in queries.systems(session)
-        if isinstance(s.spec, dict) and s.spec.get("status_page")
-    }
+    wanted = {s.id: page for s in queries.systems(session) if (page := system_spec(s).status_page)}
     have = {sid: url for sid, url in session.execute(select(StatusPage.system_id, StatusPage.url))}
     for system_id, url in wanted.items():
         if system_id not in have:

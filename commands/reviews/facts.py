@@ -11,6 +11,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from commands.catalog.spec import SystemSpec
+from commands.catalog.views import integration_spec, system_spec
 from storage.models import (
     Alert,
     AlertStatus,
@@ -79,14 +81,21 @@ def facts_since(session: Session, integ: Integration, since: datetime) -> Facts:
 
 def filled_in(integ: Integration) -> dict[str, bool]:
     """Whether the catalog names an owner, backups and support: who to call, one command away."""
-    systems = (integ.source, integ.target)
+    spec = integration_spec(integ)
+    systems = [system_spec(s) for s in (integ.source, integ.target)]
     return {
         "owner": bool(integ.owner),
-        "backups": bool(integ.spec.get("backups")),
-        "support": all((s.spec or {}).get("support") for s in systems),
-        "runbook": bool((integ.spec.get("runbook") or "").strip()),
-        "test instance": all((s.spec or {}).get("test_instance") for s in systems),
+        "backups": bool(spec.backups),
+        "support": all(_has_support(s) for s in systems),
+        "runbook": bool((spec.runbook or "").strip()),
+        "test instance": all(s.test_instance for s in systems),
     }
+
+
+def _has_support(system: SystemSpec) -> bool:
+    # `support: {}` in the catalog is no support at all.
+    support = system.support
+    return support is not None and any(v is not None for v in support.model_dump().values())
 
 
 def _alert_facts(session: Session, integration_id: str, since: datetime) -> dict[str, object]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from commands.catalog.views import integration_spec
 from commands.core.durations import format_duration
 from commands.core.render import blocks as bk
 from commands.core.render.mrkdwn import escape, mention, truncate
@@ -97,7 +98,7 @@ def fact_lines(facts: Facts) -> list[str]:
 
 
 def _cadence(integ: Integration) -> str:
-    return str((integ.spec.get("review") or {}).get("every", "yearly"))
+    return integration_spec(integ).review.every
 
 
 def render_nudge(

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from commands.catalog.lookups import resolve_integration
 from commands.catalog.state import review_due
+from commands.catalog.views import integration_spec
 from commands.core.render import blocks as bk
 from commands.core.render.mrkdwn import escape, mention
 from commands.core.replies import Invocation, Reply
@@ -219,7 +220,7 @@ def send_reminders(session: Session, now: datetime) -> int:
             f"{nudge.due_on:%Y-%m-%d} ({waited} day{'s' if waited != 1 else ''}). "
             f"{mention(nudge.assigned_to or integ.owner)}, can you do it?"
         )
-        backups = [b for b in integ.spec.get("backups") or [] if isinstance(b, str)]
+        backups = integration_spec(integ).backups
         if repeat > ESCALATE_AFTER_REMINDERS and backups:
             text += " Backups: " + ", ".join(mention(b) for b in backups) + "."
         queued += _thread_note(session, nudge, text, now, thread_ts)
