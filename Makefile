@@ -23,6 +23,7 @@ test: $(VENV)
 lint: $(VENV)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/hadolint Dockerfile
 
 bench: $(VENV)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from commands.alerts.transitions import queue_change, record_transition
@@ -21,7 +21,7 @@ from commands.core.render import blocks as bk
 from commands.core.render.mrkdwn import escape, mention
 from commands.core.replies import Invocation, Reply
 from commands.outbox import queue as outbox
-from storage import queries
+from storage import leases, queries
 from storage.models import Alert, AlertStatus, ChangeCategory, ChangeSource, Silence
 
 ROOT_CAUSES = ("vendor", "data", "credentials", "schedule", "code", "infrastructure", "unknown")
@@ -61,13 +61,15 @@ def _move(
     and only the winner records a transition.
     """
     from_status = alert.status
-    moved = session.execute(
-        update(Alert)
-        .where(Alert.id == alert.id, Alert.status == from_status)
-        .values(status=to_status, **values)
-        .execution_options(synchronize_session=False)
+    moved = leases.set_if(
+        session,
+        Alert,
+        Alert.id == alert.id,
+        Alert.status == from_status,
+        status=to_status,
+        **values,
     )
-    if moved.rowcount != 1:
+    if not moved:
         return False
     record_transition(session, alert, from_status, to_status, now, actor, reason)
     session.refresh(alert)

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from commands.catalog.views import integration_spec
 from commands.core.durations import format_duration, parse_duration
 from commands.core.render.mrkdwn import mention
 from commands.outbox import queue as outbox
-from storage import queries
+from storage import leases, queries
 from storage.models import Alert, AlertStatus, AlertTransition, Integration, OutboxMessage
 
 FIRING = AlertStatus.FIRING.value
@@ -58,12 +58,15 @@ def escalate_due(session: Session, now: datetime) -> int:
             continue
         if queries.active_silence(session, integ.id, now) is not None:
             continue
-        claimed = session.execute(
-            update(Alert)
-            .where(Alert.id == alert.id, Alert.escalated_at.is_(None), Alert.status == FIRING)
-            .values(escalated_at=now)
+        claimed = leases.set_if(
+            session,
+            Alert,
+            Alert.id == alert.id,
+            Alert.escalated_at.is_(None),
+            Alert.status == FIRING,
+            escalated_at=now,
         )
-        if claimed.rowcount != 1:
+        if not claimed:
             continue  # another process escalated it, or it was acknowledged meanwhile
         backups = integration_spec(integ).backups
         who = ", ".join(mention(b) for b in backups) if backups else mention(integ.owner)
@@ -98,12 +101,14 @@ def post_after_silence(session: Session, now: datetime) -> int:
     for alert, integ in rows:
         if queries.active_silence(session, integ.id, now) is not None:
             continue
-        claimed = session.execute(
-            update(Alert)
-            .where(Alert.id == alert.id, Alert.channel.is_(None))
-            .values(channel=integ.channel)
+        claimed = leases.set_if(
+            session,
+            Alert,
+            Alert.id == alert.id,
+            Alert.channel.is_(None),
+            channel=integ.channel,
         )
-        if claimed.rowcount != 1:
+        if not claimed:
             continue
         outbox.enqueue(session, kind=outbox.POST, channel=integ.channel, now=now, alert_id=alert.id)
         posted += 1

@@ -32,7 +32,14 @@ from commands.catalog.spec import IntegrationSpec
 from commands.catalog.views import integration_spec, integration_spec_of
 from commands.core.durations import format_duration, parse_duration
 from storage import leases
-from storage.models import AlertStatus, Heartbeat, HeartbeatPing, HeartbeatStatus, Integration
+from storage.models import (
+    AlertSource,
+    AlertStatus,
+    Heartbeat,
+    HeartbeatPing,
+    HeartbeatStatus,
+    Integration,
+)
 from storage.types import storable
 
 ALERT_KEY = "heartbeat"
@@ -277,7 +284,7 @@ def raise_missed(session: Session, now: datetime, limit: int = 100) -> int:
         if not taken:
             continue  # another process took it, or a ping moved the deadline meanwhile
         session.expire(row)
-        _raise(session, row.integration_id, "firing", summary, None, now)
+        _raise(session, row.integration_id, AlertStatus.FIRING.value, summary, None, now)
         raised += 1
     return raised
 
@@ -325,7 +332,7 @@ def _raise(
     now: datetime,
 ) -> IngestResult:
     event = AlertEvent(
-        source="heartbeat",
+        source=AlertSource.HEARTBEAT.value,
         integration=integration_id,
         key=ALERT_KEY,
         status=status,

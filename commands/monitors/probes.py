@@ -31,10 +31,10 @@ from commands.catalog.views import integration_spec_of
 from commands.core.durations import format_duration, parse_duration
 from storage import leases
 from storage.db import insert_for
-from storage.models import Alert, AlertStatus, Integration, Probe
+from storage.models import Alert, AlertSource, AlertStatus, Integration, Probe
 from storage.types import storable
 
-SOURCE = "probe"
+SOURCE = AlertSource.PROBE.value
 # One alert per integration for its probe: every failure streak reopens the same row, so its
 # history (transitions, time to resolve, "fired 3 times in 30 days") stays together.
 ALERT_KEY = "probe"
@@ -192,10 +192,9 @@ def claim_probe(
     if row is None:
         return None
     due_at, failures, last_error, last_checked_at, spec = row
-    probe = (spec or {}).get("probe")
-    if not probe or due_at > now:
+    parsed = integration_spec_of(spec, integration_id).probe
+    if parsed is None or due_at > now:
         return None
-    parsed = ProbeSpec.model_validate(probe)
     claimed_until = now + 3 * parse_duration(parsed.timeout) + LEASE_MARGIN
     # The due time read above is part of the condition: if another worker checked the probe
     # since, it moved due_at and this changes nothing.

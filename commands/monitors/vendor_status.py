@@ -28,11 +28,18 @@ from commands.core.replies import Reply
 from commands.outbox import queue as outbox
 from storage import leases, queries
 from storage.db import insert_for
-from storage.models import Integration, StatusPage, System, VendorNotice, VendorNoticePost
+from storage.models import (
+    Integration,
+    NoticeKind,
+    StatusPage,
+    System,
+    VendorNotice,
+    VendorNoticePost,
+)
 from storage.types import storable
 
-INCIDENT = "incident"
-MAINTENANCE = "maintenance"
+INCIDENT = NoticeKind.INCIDENT.value
+MAINTENANCE = NoticeKind.MAINTENANCE.value
 # What a notice's status becomes when the page stops listing it.
 GONE_STATUS = {INCIDENT: "resolved", MAINTENANCE: "completed"}
 # Statuses the page itself uses for a notice that is over.
@@ -109,7 +116,7 @@ def parse_summary(data: Any) -> Summary:
     maintenances = data.get("scheduled_maintenances")
     if not isinstance(incidents, list) or not isinstance(maintenances, list):
         raise SummaryError("no incidents and scheduled_maintenances lists")
-    status = data.get("status") if isinstance(data.get("status"), dict) else {}
+    status: dict[str, Any] = data["status"] if isinstance(data.get("status"), dict) else {}
     notices = [_notice(item, INCIDENT) for item in incidents]
     notices += [_notice(item, MAINTENANCE) for item in maintenances]
     return Summary(

@@ -25,14 +25,17 @@ from commands.core.replies import Reply
 from commands.outbox import queue as outbox
 from commands.reviews.nudges import due_items
 from storage.db import insert_for
-from storage.models import Alert, AlertStatus, Change, Digest
+from storage.models import Alert, AlertSource, AlertStatus, Change, Digest
 from storage.queries import OPEN_STATUSES
 
 WEEK = timedelta(days=7)
 LATE_LIMIT = timedelta(days=1)
 SHOWN = 10  # entries listed per part; the rest are counted
 SUMMARY_SHOWN = 120  # characters of an alert or change summary shown
-MONITORS = {"heartbeat": "heartbeat missed", "probe": "probe failed"}
+MONITORS: dict[str, str] = {
+    AlertSource.HEARTBEAT: "heartbeat missed",
+    AlertSource.PROBE: "probe failed",
+}
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,10 @@ the reviewer, so that the review confirms something rather than guessing."""
 
 from __future__ import annotations
 
-import statistics
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TypedDict
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -15,10 +15,12 @@ from commands.catalog.spec import SystemSpec
 from commands.catalog.views import integration_spec, system_spec
 from storage.models import (
     Alert,
+    AlertSource,
     AlertStatus,
     AlertTransition,
     Change,
     Integration,
+    NoticeKind,
     VendorNotice,
 )
 
@@ -63,7 +65,7 @@ def facts_since(session: Session, integ: Integration, since: datetime) -> Facts:
         select(VendorNotice.name)
         .where(
             VendorNotice.system_id.in_({integ.source_id, integ.target_id}),
-            VendorNotice.kind == "incident",
+            VendorNotice.kind == NoticeKind.INCIDENT.value,
             VendorNotice.first_seen_at >= since,
         )
         .order_by(VendorNotice.first_seen_at.desc())
@@ -98,7 +100,18 @@ def _has_support(system: SystemSpec) -> bool:
     return support is not None and any(v is not None for v in support.model_dump().values())
 
 
-def _alert_facts(session: Session, integration_id: str, since: datetime) -> dict[str, object]:
+class _AlertFacts(TypedDict):
+    alerts: int
+    firings: int
+    ack_times: list[timedelta]
+    resolve_times: list[timedelta]
+    recurring: list[tuple[str, int]]
+    root_causes: list[tuple[str, int]]
+    heartbeat_misses: int
+    probe_failures: int
+
+
+def _alert_facts(session: Session, integration_id: str, since: datetime) -> _AlertFacts:
     # Every transition of every alert that was active in the period, in order, so that
     # each firing can be paired with the acknowledgement and resolution that followed it.
     rows = session.execute(
@@ -151,13 +164,21 @@ def _alert_facts(session: Session, integration_id: str, since: datetime) -> dict
         "resolve_times": resolve_times,
         "recurring": recurring,
         "root_causes": Counter(causes.values()).most_common(),
-        "heartbeat_misses": sum(n for a, n in firings.items() if sources[a] == "heartbeat"),
-        "probe_failures": sum(n for a, n in firings.items() if sources[a] == "probe"),
+        "heartbeat_misses": sum(
+            n for a, n in firings.items() if sources[a] == AlertSource.HEARTBEAT
+        ),
+        "probe_failures": sum(n for a, n in firings.items() if sources[a] == AlertSource.PROBE),
     }
 
 
 def median(times: list[timedelta]) -> timedelta | None:
-    return statistics.median(times) if times else None
+    if not times:
+        return None
+    ordered = sorted(times)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def mean(times: list[timedelta]) -> timedelta | None:

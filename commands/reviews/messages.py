@@ -83,10 +83,10 @@ def fact_lines(facts: Facts) -> list[str]:
         lines.append(":memo: *Changes logged:* none")
     if facts.vendor_incident_count:
         names = "; ".join(escape(truncate(n, 120)) for n in facts.vendor_incidents)
-        more = facts.vendor_incident_count - len(facts.vendor_incidents)
+        unnamed = facts.vendor_incident_count - len(facts.vendor_incidents)
         lines.append(
             f":office: *Vendor incidents:* {facts.vendor_incident_count}: {names}"
-            + (f" and {more} more" if more > 0 else "")
+            + (f" and {unnamed} more" if unnamed > 0 else "")
         )
     else:
         lines.append(":office: *Vendor incidents:* none")

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from commands.catalog.lookups import resolve_integration
@@ -36,7 +36,7 @@ from commands.reviews.messages import (
     render_nudge,
     review_modal,
 )
-from storage import queries
+from storage import leases, queries
 from storage.db import insert_for
 from storage.models import Integration, OutboxMessage, Review, ReviewNudge, ReviewNudgeStatus
 
@@ -159,13 +159,14 @@ def end_snoozes(session: Session, now: datetime, actions: ReviewActions) -> int:
     ).all()
     queued = 0
     for nudge in ended:
-        claimed = session.execute(
-            update(ReviewNudge)
-            .where(ReviewNudge.id == nudge.id, ReviewNudge.status == SNOOZED)
-            .values(status=OPEN)
-            .execution_options(synchronize_session=False)
+        claimed = leases.set_if(
+            session,
+            ReviewNudge,
+            ReviewNudge.id == nudge.id,
+            ReviewNudge.status == SNOOZED,
+            status=OPEN,
         )
-        if claimed.rowcount != 1:
+        if not claimed:
             continue
         session.refresh(nudge)
         integ = session.get(Integration, nudge.integration_id)
@@ -201,17 +202,16 @@ def send_reminders(session: Session, now: datetime) -> int:
         integ = session.get(Integration, nudge.integration_id)
         if thread_ts is None or integ is None:
             continue  # not posted yet: nothing to reply to
-        claimed = session.execute(
-            update(ReviewNudge)
-            .where(
-                ReviewNudge.id == nudge.id,
-                ReviewNudge.status == OPEN,
-                ReviewNudge.reminders == nudge.reminders,
-            )
-            .values(reminders=nudge.reminders + 1, last_reminded_at=now)
-            .execution_options(synchronize_session=False)
+        claimed = leases.set_if(
+            session,
+            ReviewNudge,
+            ReviewNudge.id == nudge.id,
+            ReviewNudge.status == OPEN,
+            ReviewNudge.reminders == nudge.reminders,
+            reminders=nudge.reminders + 1,
+            last_reminded_at=now,
         )
-        if claimed.rowcount != 1:
+        if not claimed:
             continue  # another process reminded, or it was answered meanwhile
         repeat = nudge.reminders + 1
         waited = (today - nudge.due_on).days
@@ -312,13 +312,15 @@ def record_review(
         )
     ).all()
     for nudge in waiting:
-        claimed = session.execute(
-            update(ReviewNudge)
-            .where(ReviewNudge.id == nudge.id, ReviewNudge.status.in_((OPEN, SNOOZED)))
-            .values(status=DONE, review_id=review.id)
-            .execution_options(synchronize_session=False)
+        claimed = leases.set_if(
+            session,
+            ReviewNudge,
+            ReviewNudge.id == nudge.id,
+            ReviewNudge.status.in_((OPEN, SNOOZED)),
+            status=DONE,
+            review_id=review.id,
         )
-        if claimed.rowcount == 1:
+        if claimed:
             session.refresh(nudge)
             _edit(session, nudge, now, actions)
     next_due = review_due(integ, now)
@@ -345,22 +347,18 @@ def snooze(
             "mark it reviewed, or reassign it.",
         )
     until = now.date() + SNOOZE
-    claimed = session.execute(
-        update(ReviewNudge)
-        .where(
-            ReviewNudge.id == nudge.id,
-            ReviewNudge.status.in_((OPEN, SNOOZED)),
-            ReviewNudge.snoozes == nudge.snoozes,
-        )
-        .values(
-            status=SNOOZED,
-            snoozes=nudge.snoozes + 1,
-            snoozed_until=until,
-            snoozed_by=user,
-        )
-        .execution_options(synchronize_session=False)
+    claimed = leases.set_if(
+        session,
+        ReviewNudge,
+        ReviewNudge.id == nudge.id,
+        ReviewNudge.status.in_((OPEN, SNOOZED)),
+        ReviewNudge.snoozes == nudge.snoozes,
+        status=SNOOZED,
+        snoozes=nudge.snoozes + 1,
+        snoozed_until=until,
+        snoozed_by=user,
     )
-    if claimed.rowcount != 1:
+    if not claimed:
         return Outcome(False, "Someone changed this review just now; look at it again.")
     session.refresh(nudge)
     _edit(session, nudge, now, actions)
@@ -384,13 +382,15 @@ def reassign(
         return Outcome(False, "This review is done already.")
     if nudge.assigned_to == assignee:
         return Outcome(False, f"It is assigned to {mention(assignee)} already.")
-    claimed = session.execute(
-        update(ReviewNudge)
-        .where(ReviewNudge.id == nudge.id, ReviewNudge.status.in_((OPEN, SNOOZED)))
-        .values(assigned_to=assignee, assigned_by=by)
-        .execution_options(synchronize_session=False)
+    claimed = leases.set_if(
+        session,
+        ReviewNudge,
+        ReviewNudge.id == nudge.id,
+        ReviewNudge.status.in_((OPEN, SNOOZED)),
+        assigned_to=assignee,
+        assigned_by=by,
     )
-    if claimed.rowcount != 1:
+    if not claimed:
         return Outcome(False, "This review is done already.")
     session.refresh(nudge)
     _edit(session, nudge, now, actions)

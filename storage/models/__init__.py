@@ -3,7 +3,14 @@
 The catalog file says what exists; these tables say what happened.
 """
 
-from storage.models.alerts import Alert, AlertStatus, AlertTransition, ReceivedEvent, Silence
+from storage.models.alerts import (
+    Alert,
+    AlertSource,
+    AlertStatus,
+    AlertTransition,
+    ReceivedEvent,
+    Silence,
+)
 from storage.models.base import NAMING, Base
 from storage.models.catalog import CatalogLoad, Integration, System
 from storage.models.changes import Change, ChangeCategory, ChangeSource
@@ -11,6 +18,7 @@ from storage.models.monitors import (
     Heartbeat,
     HeartbeatPing,
     HeartbeatStatus,
+    NoticeKind,
     Probe,
     StatusPage,
     VendorNotice,
@@ -29,6 +37,7 @@ from storage.models.slack import SlackEvent
 __all__ = [
     "NAMING",
     "Alert",
+    "AlertSource",
     "AlertStatus",
     "AlertTransition",
     "Base",
@@ -42,6 +51,7 @@ __all__ = [
     "HeartbeatPing",
     "HeartbeatStatus",
     "Integration",
+    "NoticeKind",
     "OutboxAttempt",
     "OutboxKind",
     "OutboxMessage",

@@ -28,6 +28,16 @@ class AlertStatus(enum.StrEnum):
     RESOLVED = "resolved"
 
 
+class AlertSource(enum.StrEnum):
+    """Where an alert came from: a hook's sender, or the bot's own monitors."""
+
+    GENERIC = "generic"
+    ALERTMANAGER = "alertmanager"
+    GRAFANA = "grafana"
+    HEARTBEAT = "heartbeat"
+    PROBE = "probe"
+
+
 class Alert(Base):
     """One failure of one integration, identified by (integration, key)."""
 

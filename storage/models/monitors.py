@@ -33,6 +33,13 @@ class HeartbeatStatus(enum.StrEnum):
     DOWN = "down"  # a run missed its deadline or reported /fail: an alert is open
 
 
+class NoticeKind(enum.StrEnum):
+    """What a vendor's status page announced."""
+
+    INCIDENT = "incident"
+    MAINTENANCE = "maintenance"
+
+
 class Heartbeat(Base):
     """An integration's dead-man's switch: what it last heard, and when the run it awaits
     must have reported by (expected time plus grace)."""
