@@ -23,8 +23,9 @@ import httpx
 
 from bot.deps import Deps
 from bot.tls import client_context
-from commands.monitors import vendor_status
-from commands.monitors.vendor_status import PageClaim, Summary, SummaryError
+from commands.monitors import statuspage, vendor_status
+from commands.monitors.statuspage import Summary, SummaryError
+from commands.monitors.vendor_status import PageClaim
 from storage.db import transaction
 
 log = logging.getLogger(__name__)
@@ -148,7 +149,7 @@ class StatusPoller:
             log.exception("status page of %s: the error could not be recorded", claim.system_id)
 
     def _fetch(self, base_url: str) -> Summary:
-        url = vendor_status.summary_url(base_url)
+        url = statuspage.summary_url(base_url)
         started = time.monotonic()
         try:
             with self.client.stream("GET", url) as response:
@@ -170,6 +171,6 @@ class StatusPoller:
         except (ValueError, RecursionError) as exc:
             raise FetchError(f"the answer is not JSON ({exc})") from None
         try:
-            return vendor_status.parse_summary(data)
+            return statuspage.parse_summary(data)
         except SummaryError as exc:
             raise FetchError(f"not a Statuspage summary: {exc}") from None

@@ -6,82 +6,37 @@ the unresolved incidents and the upcoming or active maintenances. Each one becom
 system, posted through the outbox once and then edited in place as the page changes. The page
 drops an incident from the summary once it is resolved, so disappearing is resolution.
 
-The fetching is done in bot/ (`bot.workers.status_pages`); this module claims pages, reads what was
-fetched and queues the messages, inside the caller's transaction.
+The fetching is done in bot/ (`bot.workers.status_pages`), the parsing in `statuspage` and the
+message in `vendor_messages`; this module claims pages, applies what was fetched and queues
+the messages, inside the caller's transaction.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from commands.catalog.views import system_spec
-from commands.core.render import blocks as bk
-from commands.core.render.mrkdwn import escape, link, truncate
-from commands.core.render.text import Mrkdwn, render
-from commands.core.replies import Reply
+from commands.core.render.mrkdwn import truncate
+from commands.monitors.statuspage import PageNotice, Summary
+from commands.monitors.vendor_messages import GONE_STATUS, render_notice
 from commands.outbox import queue as outbox
 from storage import leases, queries
 from storage.db import insert_for
 from storage.models import (
     Integration,
-    NoticeKind,
     StatusPage,
     System,
     VendorNotice,
     VendorNoticePost,
 )
-from storage.types import storable
 
-INCIDENT = NoticeKind.INCIDENT.value
-MAINTENANCE = NoticeKind.MAINTENANCE.value
-# What a notice's status becomes when the page stops listing it.
-GONE_STATUS = {INCIDENT: "resolved", MAINTENANCE: "completed"}
-# Statuses the page itself uses for a notice that is over.
-OVER_STATUSES = frozenset({"resolved", "postmortem", "completed"})
-
-IMPACT_ICONS = {
-    "critical": ":red_circle:",
-    "major": ":large_orange_circle:",
-    "minor": ":large_yellow_circle:",
-}
-# The latest update is the vendor's free text; the section holding it allows 3,000
-# characters, and the escaping of `&`, `<`, `>` happens before the cut.
-UPDATE_LIMIT = 2500
 ERROR_LIMIT = 500
-ID_LIMIT = 100  # vendor_notices.notice_id
-
-
-class SummaryError(ValueError):
-    """What was fetched is not a Statuspage summary."""
-
-
-@dataclass(frozen=True)
-class PageNotice:
-    """One incident or maintenance as the page shows it now."""
-
-    notice_id: str
-    kind: str
-    name: str
-    status: str
-    impact: str | None
-    url: str | None
-    updated_at: datetime | None
-    resolved_at: datetime | None  # the page's own, when it says the notice is over
-    over: bool
-    detail: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Summary:
-    indicator: str | None
-    description: str | None
-    notices: list[PageNotice]
 
 
 @dataclass(frozen=True)
@@ -93,104 +48,6 @@ class PageClaim:
     worker_id: str
     claimed_at: datetime
     held_until: datetime
-
-
-# -- reading the page -----------------------------------------------------------------------
-
-
-def summary_url(base: str) -> str:
-    """The summary endpoint of a page given by its base URL (or already by that endpoint)."""
-    base = base.strip()
-    if base.rstrip("/").endswith(".json"):
-        return base
-    return base.rstrip("/") + "/api/v2/summary.json"
-
-
-def parse_summary(data: Any) -> Summary:
-    """Read a decoded summary.json. Raises SummaryError for anything else, so that an error
-    page or an unrelated JSON document is never read as "no incidents" (which would mark
-    every open notice resolved)."""
-    if not isinstance(data, dict):
-        raise SummaryError("not a JSON object")
-    incidents = data.get("incidents")
-    maintenances = data.get("scheduled_maintenances")
-    if not isinstance(incidents, list) or not isinstance(maintenances, list):
-        raise SummaryError("no incidents and scheduled_maintenances lists")
-    status: dict[str, Any] = data["status"] if isinstance(data.get("status"), dict) else {}
-    notices = [_notice(item, INCIDENT) for item in incidents]
-    notices += [_notice(item, MAINTENANCE) for item in maintenances]
-    return Summary(
-        indicator=_text(status.get("indicator"), 20),
-        description=_text(status.get("description"), 500),
-        notices=notices,
-    )
-
-
-def _notice(item: Any, kind: str) -> PageNotice:
-    if not isinstance(item, dict):
-        raise SummaryError(f"an entry of {kind}s is not an object")
-    notice_id = _text(item.get("id"), ID_LIMIT)
-    if not notice_id:
-        raise SummaryError(f"an entry of {kind}s has no id")
-    status = _text(item.get("status"), 30) or "unknown"
-    latest = _latest_update(item.get("incident_updates"))
-    components = [
-        str(c["name"])
-        for c in item.get("components") or []
-        if isinstance(c, dict) and isinstance(c.get("name"), str)
-    ]
-    url = _text(item.get("shortlink"), 2000)
-    detail: dict[str, Any] = {
-        "latest_update": storable(latest["body"]) if latest else None,
-        "latest_update_at": _iso(_time(latest.get("created_at"))) if latest else None,
-        "components": components[:20],
-        "scheduled_for": _iso(_time(item.get("scheduled_for"))),
-        "scheduled_until": _iso(_time(item.get("scheduled_until"))),
-    }
-    return PageNotice(
-        notice_id=notice_id,
-        kind=kind,
-        name=_text(item.get("name"), 1000) or "(no name)",
-        status=status,
-        impact=_text(item.get("impact"), 20),
-        # Only a web link is linked: the page is outside text, and a `javascript:` or
-        # `slack://` target has no business in a message.
-        url=url if url and url.startswith(("https://", "http://")) else None,
-        updated_at=_time(item.get("updated_at")),
-        resolved_at=_time(item.get("resolved_at")),
-        over=status in OVER_STATUSES,
-        detail=detail,
-    )
-
-
-def _latest_update(updates: Any) -> dict[str, Any] | None:
-    """The newest update. The API lists them newest first, which also settles equal times."""
-    found = [u for u in updates or [] if isinstance(u, dict) and isinstance(u.get("body"), str)]
-    if not found:
-        return None
-    epoch = datetime.min.replace(tzinfo=UTC)
-    return max(found, key=lambda u: _time(u.get("created_at")) or epoch)
-
-
-def _text(value: Any, limit: int) -> str | None:
-    if value is None or isinstance(value, dict | list):
-        return None
-    text = storable(str(value)).strip()
-    return text[:limit] or None
-
-
-def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
 
 
 # -- the due rows -----------------------------------------------------------------------------
@@ -485,68 +342,3 @@ def vendor_states(session: Session, system_ids: Sequence[str]) -> list[VendorSta
         for system_id in dict.fromkeys(system_ids)
         if (p := pages.get(system_id)) is not None
     ]
-
-
-# -- the message ----------------------------------------------------------------------------
-
-
-def render_notice(
-    system: System, notice: VendorNotice, integrations: Sequence[Integration]
-) -> Reply:
-    """A notice's message in one channel, naming the integrations there that it touches."""
-    detail = notice.detail or {}
-    over = notice.resolved_at is not None
-    if over:
-        icon = ":white_check_mark:"
-    elif notice.kind == MAINTENANCE:
-        icon = ":wrench:"
-    else:
-        icon = IMPACT_ICONS.get(notice.impact or "", ":information_source:")
-    vendor = system.vendor or system.name
-    title = render(
-        "vendor_notice.j2",
-        icon=icon,
-        vendor=vendor,
-        system_name=system.name,
-        notice=notice,
-        status_label=notice.status.replace("_", " ").capitalize(),
-        # A maintenance's impact is "maintenance", and "none" says nothing either.
-        impact=notice.impact if notice.impact not in (None, "none", "maintenance") else None,
-        resolved_at=notice.resolved_at,
-        on_page=not detail.get("gone"),
-        window=_window(detail),
-        integrations=integrations,
-    )
-    blocks: list[bk.Block] = [bk.section(title)]
-    update_text = detail.get("latest_update")
-    if isinstance(update_text, str) and update_text.strip():
-        when = _time(detail.get("latest_update_at"))
-        heading = f"_Latest update, {when:%Y-%m-%d %H:%M UTC}_" if when else "_Latest update_"
-        body = truncate(escape(update_text.strip()), UPDATE_LIMIT)
-        blocks.append(bk.section(f"{heading}\n{body}"))
-    facts = []
-    components = detail.get("components") or []
-    if components:
-        facts.append("Affects: " + escape(", ".join(str(c) for c in components)))
-    if notice.url:
-        facts.append(link(notice.url, "Details on the status page"))
-    facts.append("Information from the vendor's status page; no action is asked of you.")
-    blocks.append(bk.context(*facts))
-    state = GONE_STATUS[notice.kind] if over and notice.kind in GONE_STATUS else notice.status
-    fallback = f"{vendor} {notice.kind}: {notice.name} ({state.replace('_', ' ')})"
-    return Reply(
-        text=bk.truncate_text(escape(fallback)),
-        blocks=bk.cap_blocks(blocks, "…"),
-        ephemeral=False,
-    )
-
-
-def _window(detail: dict[str, Any]) -> Mrkdwn | None:
-    start = _time(detail.get("scheduled_for"))
-    end = _time(detail.get("scheduled_until"))
-    if start is None:
-        return None
-    text = f"{start:%Y-%m-%d %H:%M}"
-    if end is not None:
-        text += f" to {end:%H:%M}" if end.date() == start.date() else f" to {end:%Y-%m-%d %H:%M}"
-    return Mrkdwn(text + " UTC")

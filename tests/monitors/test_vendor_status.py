@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 
 from bot.runtime import Runtime
 from bot.workers.status_pages import LEASE, StatusPoller
-from commands.monitors import vendor_status
+from commands.monitors import statuspage, vendor_status
 from commands.outbox.queue import EDIT, MESSAGE, enqueue, queue_edit
 from storage.db import transaction
 from storage.models import OutboxMessage, StatusPage, System, VendorNotice, VendorNoticePost
@@ -773,11 +773,11 @@ def test_status_page_rows_follow_the_catalog(runtime, site, catalog, clock):
 
 def test_the_summary_url_is_found_from_the_page_url():
     assert (
-        vendor_status.summary_url("https://status.example.com/")
+        statuspage.summary_url("https://status.example.com/")
         == "https://status.example.com/api/v2/summary.json"
     )
     assert (
-        vendor_status.summary_url("https://status.example.com/api/v2/summary.json")
+        statuspage.summary_url("https://status.example.com/api/v2/summary.json")
         == "https://status.example.com/api/v2/summary.json"
     )
 
@@ -960,6 +960,6 @@ def test_text_holding_nul_bytes_is_read_without_them():
     incident = data["incidents"][0]
     incident["name"] = "Login\u0000 failures"
     incident["incident_updates"][0]["body"] = "We are\u0000 looking into it"
-    [parsed] = [n for n in vendor_status.parse_summary(data).notices if n.kind == "incident"]
+    [parsed] = [n for n in statuspage.parse_summary(data).notices if n.kind == "incident"]
     assert parsed.name == "Login failures"
     assert parsed.detail["latest_update"] == "We are looking into it"
