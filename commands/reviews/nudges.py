@@ -331,15 +331,23 @@ def record_review(
     return Outcome(True, message)
 
 
-def snooze(
-    session: Session, nudge_id: int, user: str, now: datetime, actions: ReviewActions
-) -> Outcome:
-    """Put a nudge off a week, at most twice."""
+def _waiting_nudge(session: Session, nudge_id: int) -> ReviewNudge | Outcome:
+    """The nudge, or why nothing can be done to it any more."""
     nudge = session.get(ReviewNudge, nudge_id)
     if nudge is None:
         return Outcome(False, "That review nudge no longer exists.")
     if nudge.status == DONE:
         return Outcome(False, "This review is done already.")
+    return nudge
+
+
+def snooze(
+    session: Session, nudge_id: int, user: str, now: datetime, actions: ReviewActions
+) -> Outcome:
+    """Put a nudge off a week, at most twice."""
+    nudge = _waiting_nudge(session, nudge_id)
+    if isinstance(nudge, Outcome):
+        return nudge
     if nudge.snoozes >= MAX_SNOOZES:
         return Outcome(
             False,
@@ -375,11 +383,9 @@ def reassign(
     thread_ts: str | None = None,
 ) -> Outcome:
     """Ask `assignee` instead of the owner; recorded on the nudge and said in its thread."""
-    nudge = session.get(ReviewNudge, nudge_id)
-    if nudge is None:
-        return Outcome(False, "That review nudge no longer exists.")
-    if nudge.status == DONE:
-        return Outcome(False, "This review is done already.")
+    nudge = _waiting_nudge(session, nudge_id)
+    if isinstance(nudge, Outcome):
+        return nudge
     if nudge.assigned_to == assignee:
         return Outcome(False, f"It is assigned to {mention(assignee)} already.")
     claimed = leases.set_if(
