@@ -26,16 +26,12 @@ import asyncio
 import itertools
 import json
 import math
-import os
 import random
 import re
-import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -43,25 +39,25 @@ from typing import Any
 
 import httpx
 import yaml
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import text
 
-from bench import seed
-from bench import status_latency as sl
-from bench.catalog_gen import build_catalog
+from bench import harness, seed
+from bench.catalog_gen import build_catalog, save_catalog
+from bench.harness import quantile
 from bench.limited_slack import LimitedSlack
-from bench.loopback_http import BadResponse, RawConnection
+from bench.loopback_http import Answer, Request, answered_with, error_counts, latencies_ms, send_all
 from tests.helpers.fake_slack import Call
 
-BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
-README = BENCH / "README.md"
-RESULTS = BENCH / "results"
-EXAMPLE_CATALOG = REPO / "examples" / "catalog.yml"
+BENCH = harness.Benchmark("intake", "intake-results")
+EXAMPLE_CATALOG = harness.REPO / "examples" / "catalog.yml"
 WEBHOOK_TOKEN = "bench-webhook-token"
 FALLBACK_CHANNEL = "C0FALLBACK"
 UNKNOWN_INTEGRATION = "legacy-sftp"
 HOOK = "/hooks/generic"
 HEADERS = {"Authorization": f"Bearer {WEBHOOK_TOKEN}", "Content-Type": "application/json"}
+# What the server needs besides what every benchmark gives it: the hooks' token, and a
+# channel for alerts of integrations the catalog does not know.
+SERVER_ENV = {"INTEG_WEBHOOK_TOKEN": WEBHOOK_TOKEN, "INTEG_FALLBACK_CHANNEL": FALLBACK_CHANNEL}
 
 INTAKE_TARGET_EPS = 1000.0
 POST_P95_TARGET_MS = 1000.0
@@ -69,18 +65,11 @@ POST_P95_TARGET_MS = 1000.0
 # last update once it is over.
 STORM_CALLS_PER_ALERT_TARGET = 5.0
 
-MARK_START = "<!-- intake-results:start (written by bench/intake.py; edits here are lost) -->"
-MARK_END = "<!-- intake-results:end -->"
 SCENARIOS = ("intake", "latency", "storm")
 
-_SUMMARIES = [
-    "Nightly load failed: {n} rows rejected",
-    "HTTP 503 from the target API ({n} retries)",
-    "File not received by 02:00 (expected {n} records)",
-    "Field mapping error: {n} values not in the code table",
-    "Authentication to the vendor API failed ({n} attempts)",
-    "Duplicate person records created: {n}",
-]
+# The history's summaries, but for the missed heartbeats and failed probes: the bot raises
+# those itself, they do not come in through the hooks.
+_SUMMARIES = [s for s in seed.SUMMARIES if not s.startswith(("Heartbeat", "Probe"))]
 _SEVERITIES = (["critical", "error", "warning", "info"], [15, 55, 25, 5])
 _ALERT_ID = re.compile(r"Alert #(\d+)")
 
@@ -88,62 +77,7 @@ _ALERT_ID = re.compile(r"Alert #(\d+)")
 # -- the server under test -------------------------------------------------------------------
 
 
-def start_bot(database_url: str, catalog: Path, slack_api_url: str, workdir: Path) -> sl.Server:
-    """`integ-bot serve` as bench/status_latency.py starts it, plus the hook token and a
-    fallback channel (its own start_server keeps every INTEG_ variable out)."""
-    port = sl.free_port()
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("SLACK_", "INTEG_", "DATABASE_URL"))
-    }
-    env.update(
-        SLACK_BOT_TOKEN=sl.BOT_TOKEN,
-        SLACK_SIGNING_SECRET=sl.SIGNING_SECRET,
-        SLACK_API_URL=slack_api_url,
-        DATABASE_URL=database_url,
-        INTEG_CATALOG=str(catalog),
-        INTEG_WEBHOOK_TOKEN=WEBHOOK_TOKEN,
-        INTEG_FALLBACK_CHANNEL=FALLBACK_CHANNEL,
-        LOG_LEVEL="WARNING",
-    )
-    log = workdir / f"server-{port}.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [str(Path(sys.executable).with_name("integ-bot")), "serve", "--port", str(port)],
-            env=env,
-            cwd=workdir,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    server = sl.Server(
-        process=process,
-        url=f"http://127.0.0.1:{port}",
-        log=log,
-        sampler=sl.RssSampler(process.pid).start(),
-        started_at=time.monotonic(),
-    )
-    try:
-        sl.wait_until_healthy(server)
-    except BaseException:
-        server.stop()
-        raise
-    server.ready_after = time.monotonic() - server.started_at
-    return server
-
-
-@contextmanager
-def running_bot(
-    database_url: str, catalog: Path, slack_api_url: str, workdir: Path
-) -> Iterator[sl.Server]:
-    server = start_bot(database_url, catalog, slack_api_url, workdir)
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-def server_metrics(server: sl.Server) -> dict[str, float]:
+def server_metrics(server: harness.Server) -> dict[str, float]:
     """The server's own outbox and hook counters from /metrics (Prometheus text)."""
     try:
         body = httpx.get(server.url + "/metrics", timeout=5).text
@@ -164,30 +98,9 @@ def server_metrics(server: sl.Server) -> dict[str, float]:
 # -- the database, looked at from outside ----------------------------------------------------
 
 
-def fresh_database(kind: str, workdir: Path, args: argparse.Namespace, name: str) -> str:
-    if kind == "sqlite":
-        return f"sqlite:///{workdir / f'{name}.db'}"
-    seed.recreate_postgres_database(args.postgres_admin_url, args.postgres_url)
-    return str(args.postgres_url)
-
-
-@contextmanager
-def engine_for(url: str) -> Iterator[Engine]:
-    engine = create_engine(url)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-
-
-def scalar(engine: Engine, sql: str) -> int:
-    with engine.connect() as conn:
-        return int(conn.execute(text(sql)).scalar() or 0)
-
-
 def pending_outbox(url: str) -> int:
-    with engine_for(url) as engine:
-        return scalar(engine, "SELECT count(*) FROM outbox WHERE status = 'pending'")
+    with harness.engine_for(url) as engine, engine.connect() as conn:
+        return harness.scalar_int(conn, "SELECT count(*) FROM outbox WHERE status = 'pending'")
 
 
 @dataclass
@@ -205,7 +118,7 @@ class Stored:
 
 def stored(url: str) -> Stored:
     found = Stored()
-    with engine_for(url) as engine, engine.connect() as conn:
+    with harness.engine_for(url) as engine, engine.connect() as conn:
         found.received_events, found.received_alerts = conn.execute(
             text("SELECT count(*), coalesce(sum(alerts), 0) FROM received_events")
         ).one()
@@ -228,7 +141,7 @@ def stored(url: str) -> Stored:
                 )
             ).all()
         }
-        found.superseded = scalar_in(
+        found.superseded = harness.scalar_int(
             conn, "SELECT count(*) FROM outbox WHERE last_error LIKE 'superseded%'"
         )
         found.attempts = {
@@ -238,10 +151,6 @@ def stored(url: str) -> Stored:
             ).all()
         }
     return found
-
-
-def scalar_in(conn: Any, sql: str) -> int:
-    return int(conn.execute(text(sql)).scalar() or 0)
 
 
 def wait_for_drain(url: str, max_seconds: float) -> tuple[float, int]:
@@ -324,100 +233,9 @@ def intake_events(
 # -- senders ---------------------------------------------------------------------------------
 
 
-@dataclass
-class Answer:
-    status: int  # HTTP status, 0 when no answer
-    error: str | None
-    sent_at: float  # time.time()
-    answered_at: float  # time.time()
-
-    @property
-    def latency_ms(self) -> float:
-        return (self.answered_at - self.sent_at) * 1000
-
-
-async def _post(connection: RawConnection, body: bytes) -> Answer:
-    sent = time.time()
-    try:
-        status, answer = await connection.post(HOOK, body, HEADERS)
-        error = None if status == 202 else f"HTTP {status}: {answer[:120]!r}"
-    except (OSError, TimeoutError, asyncio.IncompleteReadError, BadResponse) as exc:
-        status, error = 0, type(exc).__name__
-    return Answer(status=status, error=error, sent_at=sent, answered_at=time.time())
-
-
-async def closed_loop(
-    url: str, events: Sequence[Event], concurrency: int, max_seconds: float
-) -> tuple[list[Answer | None], float, bool]:
-    """Each sender posts its next event as soon as the last one is answered. Returns the
-    answers in event order (None: not sent, the time limit came first), the seconds taken,
-    and whether the time limit stopped it."""
-    answers: list[Answer | None] = [None] * len(events)
-    order = iter(range(len(events)))
-    deadline = time.monotonic() + max_seconds
-    timed_out = False
-
-    async def sender(connection: RawConnection) -> None:
-        nonlocal timed_out
-        for index in order:
-            if time.monotonic() > deadline:
-                timed_out = True
-                return
-            answers[index] = await _post(connection, events[index].body)
-
-    connections = [RawConnection(url) for _ in range(concurrency)]
-    started = time.monotonic()
-    try:
-        await asyncio.gather(*(sender(c) for c in connections))
-    finally:
-        for connection in connections:
-            await connection.aclose()
-    return answers, time.monotonic() - started, timed_out
-
-
-async def scheduled(
-    url: str, events: Sequence[Event], at: Sequence[float], concurrency: int, max_seconds: float
-) -> tuple[list[Answer | None], float, bool]:
-    """Event i is sent `at[i]` seconds after the start (an open loop, as alerting systems
-    send whether or not the bot keeps up), by the first of `concurrency` senders free."""
-    answers: list[Answer | None] = [None] * len(events)
-    order = iter(range(len(events)))
-    timed_out = False
-    started = time.monotonic()
-    deadline = started + max_seconds
-
-    async def sender(connection: RawConnection) -> None:
-        nonlocal timed_out
-        for index in order:
-            wait = started + at[index] - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            if time.monotonic() > deadline:
-                timed_out = True
-                return
-            answers[index] = await _post(connection, events[index].body)
-
-    connections = [RawConnection(url) for _ in range(concurrency)]
-    try:
-        await asyncio.gather(*(sender(c) for c in connections))
-    finally:
-        for connection in connections:
-            await connection.aclose()
-    return answers, time.monotonic() - started, timed_out
-
-
-def _errors(answers: Sequence[Answer | None]) -> dict[str, int]:
-    counted: Counter[str] = Counter()
-    for answer in answers:
-        if answer is None:
-            counted["not sent (time limit)"] += 1
-        elif answer.error:
-            counted[answer.error.split(":")[0]] += 1
-    return dict(counted)
-
-
-def _accepted(answers: Sequence[Answer | None]) -> int:
-    return sum(1 for a in answers if a is not None and a.status == 202)
+def hooks(events: Sequence[Event]) -> list[Request]:
+    """The events as posts to the generic hook; a 202 promises that one is stored."""
+    return [Request("POST", HOOK, e.body, HEADERS) for e in events]
 
 
 def _keys_accepted(events: Sequence[Event], answers: Sequence[Answer | None]) -> set[Any]:
@@ -466,10 +284,7 @@ def _methods(calls: Sequence[Call]) -> dict[str, int]:
 
 
 @dataclass
-class IntakeResult:
-    database: str
-    database_version: str = ""
-    skipped: str | None = None
+class IntakeResult(harness.Outcome):
     requests: int = 0
     accepted: int = 0
     errors: dict[str, int] = field(default_factory=dict)
@@ -516,7 +331,7 @@ def example_integrations(path: Path = EXAMPLE_CATALOG) -> dict[str, str]:
 
 def run_intake(kind: str, workdir: Path, args: argparse.Namespace) -> IntakeResult:
     result = IntakeResult(database=kind)
-    url = fresh_database(kind, workdir, args, "intake")
+    url = harness.fresh_database(kind, workdir, args, "intake")
     rng = random.Random(args.seed)
     integrations = sorted(example_integrations())
     events = intake_events(rng, integrations, args.warmup + args.requests, args)
@@ -531,48 +346,43 @@ def run_intake(kind: str, workdir: Path, args: argparse.Namespace) -> IntakeResu
             for e in measured
         )
     )
-    with LimitedSlack() as slack, running_bot(url, EXAMPLE_CATALOG, slack.url, workdir) as server:
-        result.database_version = sl.database_version(url)
+    with (
+        LimitedSlack() as slack,
+        harness.running_server(url, EXAMPLE_CATALOG, slack.url, workdir, SERVER_ENV) as server,
+    ):
+        result.database_version = harness.database_version(url)
         print(
             f"[{kind}] intake: {args.warmup} warm-up, then {args.requests} events from "
             f"{args.concurrency} senders…"
         )
-        warm_answers, _, _ = asyncio.run(
-            closed_loop(server.url, warm, args.concurrency, args.max_seconds)
+        load = harness.warm_then_measure(
+            server, hooks(warm), hooks(measured), 202, args, before_measuring=slack.clear
         )
-        result.reference_loop_ms = sl.reference_loop()
-        slack.clear()
-        server_cpu, client_cpu = server.cpu_seconds(), time.process_time()
-        answers, seconds, timed_out = asyncio.run(
-            closed_loop(server.url, measured, args.concurrency, args.max_seconds)
-        )
-        server_cpu = server.cpu_seconds() - server_cpu
-        client_cpu = time.process_time() - client_cpu
         result.slack_calls_during = _methods(slack.calls)
-        result.peak_rss_mb = server.sampler.peak() / sl.MB
-        if server.process.poll() is not None:
-            raise RuntimeError(f"the server died during the run:\n{server.log_tail()}")
+        result.peak_rss_mb = server.sampler.peak() / harness.MB
+        server.raise_if_dead()
     # Counted once the server is stopped: whatever it answered 202 must be in the database.
     found = stored(url)
     result.outbox_pending_after = found.outbox.get("pending", 0)
-    latencies = sorted(a.latency_ms for a in answers if a is not None and a.status == 202)
-    result.requests = sum(1 for a in answers if a is not None)
+    latencies = latencies_ms(load.answers, 202)
+    result.reference_loop_ms = load.reference_loop_ms
+    result.requests = load.sent
     result.accepted = len(latencies)
-    result.errors = _errors(answers)
-    result.timed_out = timed_out
-    result.seconds = seconds
-    result.events_per_second = result.accepted / seconds if seconds else 0.0
-    result.p50_ms = sl.quantile(latencies, 0.50)
-    result.p99_ms = sl.quantile(latencies, 0.99)
+    result.errors = error_counts(load.answers)
+    result.timed_out = load.timed_out
+    result.seconds = load.seconds
+    result.events_per_second = result.accepted / load.seconds if load.seconds else 0.0
+    result.p50_ms = quantile(latencies, 0.50)
+    result.p99_ms = quantile(latencies, 0.99)
     result.max_ms = latencies[-1] if latencies else math.nan
     result.warmup = len(warm)
-    result.accepted_total = _accepted(warm_answers) + result.accepted
+    result.accepted_total = answered_with(load.warm, 202) + result.accepted
     result.received_rows = found.received_events
-    promised = _keys_accepted(warm, warm_answers) | _keys_accepted(measured, answers)
+    promised = _keys_accepted(warm, load.warm) | _keys_accepted(measured, load.answers)
     result.keys_missing = len(promised - found.keys)
     result.alerts = found.alerts
-    result.server_cpu_ms_per_event = server_cpu * 1000 / max(1, result.requests)
-    result.client_cpu_ms_per_event = client_cpu * 1000 / max(1, result.requests)
+    result.server_cpu_ms_per_event = load.server_cpu_seconds * 1000 / max(1, result.requests)
+    result.client_cpu_ms_per_event = load.client_cpu_seconds * 1000 / max(1, result.requests)
     return result
 
 
@@ -580,10 +390,7 @@ def run_intake(kind: str, workdir: Path, args: argparse.Namespace) -> IntakeResu
 
 
 @dataclass
-class LatencyResult:
-    database: str
-    database_version: str = ""
-    skipped: str | None = None
+class LatencyResult(harness.Outcome):
     alerts: int = 0
     accepted: int = 0
     posted: int = 0
@@ -638,7 +445,7 @@ def _posts_by_tag(calls: Sequence[Call], pattern: re.Pattern[str]) -> dict[str, 
 
 def run_latency(kind: str, workdir: Path, args: argparse.Namespace) -> LatencyResult:
     result = LatencyResult(database=kind)
-    url = fresh_database(kind, workdir, args, "latency")
+    url = harness.fresh_database(kind, workdir, args, "latency")
     rng = random.Random(args.seed + 1)
     by_channel: dict[str, list[str]] = defaultdict(list)
     for integration, channel in sorted(example_integrations().items()):
@@ -654,28 +461,33 @@ def run_latency(kind: str, workdir: Path, args: argparse.Namespace) -> LatencyRe
     spacing = args.post_interval / channels
     at = [n * spacing for n in range(len(events))]
     pattern = re.compile(r"\[([wp]\d{5}x[0-9a-f]{6})\]")
-    with LimitedSlack() as slack, running_bot(url, EXAMPLE_CATALOG, slack.url, workdir) as server:
-        result.database_version = sl.database_version(url)
+    with (
+        LimitedSlack() as slack,
+        harness.running_server(url, EXAMPLE_CATALOG, slack.url, workdir, SERVER_ENV) as server,
+    ):
+        result.database_version = harness.database_version(url)
         print(
             f"[{kind}] latency: {len(events)} new alerts over {channels} channels, "
             f"one per channel every {args.post_interval:.1f} s…"
         )
         # One alert per channel first, so first-use costs (templates, statement caches,
         # connections) are not counted, then a pause longer than the pacing.
-        asyncio.run(scheduled(server.url, warm, [0.0] * len(warm), 4, args.max_seconds))
+        asyncio.run(send_all(server.url, hooks(warm), 202, 4, args.max_seconds, [0.0] * len(warm)))
         _wait_for_posts(slack, pattern, {e.tag for e in warm}, 15.0)
         time.sleep(1.5)
         slack.clear()
         answers, _, _ = asyncio.run(
-            scheduled(server.url, events, at, 4, args.max_seconds + len(events) * spacing)
+            send_all(
+                server.url, hooks(events), 202, 4, args.max_seconds + len(events) * spacing, at
+            )
         )
         posts = _wait_for_posts(slack, pattern, {e.tag for e in events}, args.post_wait)
         result.shortest_channel_gap_s, result.writes_under_a_second_apart = _channel_gaps(
             slack.calls
         )
     result.alerts = len(events)
-    result.errors = _errors(answers)
-    result.accepted = _accepted(answers)
+    result.errors = error_counts(answers)
+    result.accepted = answered_with(answers, 202)
     delays, whole = [], []
     for event, answer in zip(events, answers, strict=True):
         if answer is None or answer.status != 202:
@@ -689,12 +501,12 @@ def run_latency(kind: str, workdir: Path, args: argparse.Namespace) -> LatencyRe
     delays.sort()
     whole.sort()
     result.posted = len(delays)
-    result.p50_ms = sl.quantile(delays, 0.50)
-    result.p95_ms = sl.quantile(delays, 0.95)
+    result.p50_ms = quantile(delays, 0.50)
+    result.p95_ms = quantile(delays, 0.95)
     result.max_ms = delays[-1] if delays else math.nan
-    result.request_to_post_p95_ms = sl.quantile(whole, 0.95)
-    hook = sorted(a.latency_ms for a in answers if a is not None and a.status == 202)
-    result.hook_p50_ms = sl.quantile(hook, 0.50)
+    result.request_to_post_p95_ms = quantile(whole, 0.95)
+    hook = latencies_ms(answers, 202)
+    result.hook_p50_ms = quantile(hook, 0.50)
     return result
 
 
@@ -713,10 +525,7 @@ def _wait_for_posts(
 
 
 @dataclass
-class StormResult:
-    database: str
-    database_version: str = ""
-    skipped: str | None = None
+class StormResult(harness.Outcome):
     events: int = 0
     accepted: int = 0
     errors: dict[str, int] = field(default_factory=dict)
@@ -772,10 +581,7 @@ def storm_catalog(workdir: Path, integrations: int, seed_: int) -> tuple[Path, l
     for n, entry in enumerate(data["integrations"]):
         entry["channel"] = f"C0STORM{n:03d}"
     path = workdir / "storm-catalog.yml"
-    path.write_text(
-        "# generated by bench/intake.py\n" + yaml.safe_dump(data, sort_keys=False, width=100),
-        encoding="utf-8",
-    )
+    save_catalog(data, path, "bench/intake.py")
     return path, [ident for ident, _ in names]
 
 
@@ -823,7 +629,7 @@ def _final_messages(calls: Sequence[Call]) -> tuple[Counter[int], dict[int, str]
 
 def run_storm(kind: str, workdir: Path, args: argparse.Namespace) -> StormResult:
     result = StormResult(database=kind)
-    url = fresh_database(kind, workdir, args, "storm")
+    url = harness.fresh_database(kind, workdir, args, "storm")
     catalog, integrations = storm_catalog(workdir, args.storm_integrations, args.seed)
     rng = random.Random(args.seed + 2)
     events = storm_events(rng, integrations, args)
@@ -840,16 +646,16 @@ def run_storm(kind: str, workdir: Path, args: argparse.Namespace) -> StormResult
     )
     with (
         LimitedSlack(per_second=limit, burst=args.storm_burst) as slack,
-        running_bot(url, catalog, slack.url, workdir) as server,
+        harness.running_server(url, catalog, slack.url, workdir, SERVER_ENV) as server,
     ):
-        result.database_version = sl.database_version(url)
+        result.database_version = harness.database_version(url)
         print(
             f"[{kind}] storm: {len(events)} events for {len(integrations)} integrations "
             f"({args.storm_keys} keys) over {args.storm_seconds:.0f} s, Slack limit "
             f"{result.slack_limit}…"
         )
         answers, result.send_seconds, _ = asyncio.run(
-            scheduled(server.url, events, at, args.concurrency, args.max_seconds)
+            send_all(server.url, hooks(events), 202, args.concurrency, args.max_seconds, at)
         )
         print(f"[{kind}] storm sent in {result.send_seconds:.1f} s; draining the outbox…")
         result.drain_seconds, result.still_pending = wait_for_drain(url, args.drain_seconds)
@@ -857,11 +663,11 @@ def run_storm(kind: str, workdir: Path, args: argparse.Namespace) -> StormResult
         result.metrics = server_metrics(server)
         calls = slack.calls
     found = stored(url)
-    result.errors = _errors(answers)
-    result.accepted = _accepted(answers)
-    hook = sorted(a.latency_ms for a in answers if a is not None and a.status == 202)
-    result.hook_p50_ms = sl.quantile(hook, 0.50)
-    result.hook_p99_ms = sl.quantile(hook, 0.99)
+    result.errors = error_counts(answers)
+    result.accepted = answered_with(answers, 202)
+    hook = latencies_ms(answers, 202)
+    result.hook_p50_ms = quantile(hook, 0.50)
+    result.hook_p99_ms = quantile(hook, 0.99)
     writes = [c for c in calls if c.method.startswith("chat.")]
     result.slack_calls = len(writes)
     result.calls_by_method = _methods(writes)
@@ -885,8 +691,8 @@ def run_storm(kind: str, workdir: Path, args: argparse.Namespace) -> StormResult
     result.attempts_by_status = found.attempts
     result.shortest_channel_gap_s, result.writes_under_a_second_apart = _channel_gaps(writes)
     waits = sorted(_first_post_waits(events, answers, writes))
-    result.first_post_p50_s = sl.quantile(waits, 0.50)
-    result.first_post_p95_s = sl.quantile(waits, 0.95)
+    result.first_post_p50_s = quantile(waits, 0.50)
+    result.first_post_p95_s = quantile(waits, 0.95)
     result.first_post_max_s = waits[-1] if waits else math.nan
     return result
 
@@ -904,10 +710,6 @@ def _first_post_waits(
 
 
 # -- reporting -------------------------------------------------------------------------------
-
-
-def _ms(value: float) -> str:
-    return "n/a" if math.isnan(value) else f"{value:.1f}"
 
 
 def _verdict(ok: bool, problems: list[str]) -> str:
@@ -930,9 +732,9 @@ def intake_row(r: IntakeResult) -> list[str]:
         f"{r.requests:,}",
         f"{sum(r.errors.values())}",
         f"{r.events_per_second:,.0f}",
-        _ms(r.p50_ms),
-        _ms(r.p99_ms),
-        _ms(r.max_ms),
+        harness.ms(r.p50_ms),
+        harness.ms(r.p99_ms),
+        harness.ms(r.max_ms),
         f"{r.received_rows:,} / {r.accepted_total:,}",
         f"{r.server_cpu_ms_per_event:.2f}",
         verdict,
@@ -950,10 +752,10 @@ def latency_row(r: LatencyResult) -> list[str]:
         f"{r.alerts}",
         f"{r.posted}",
         f"{r.rate_per_second:.1f}/s over {r.channels} ch",
-        _ms(r.p50_ms),
-        _ms(r.p95_ms),
-        _ms(r.max_ms),
-        _ms(r.hook_p50_ms),
+        harness.ms(r.p50_ms),
+        harness.ms(r.p95_ms),
+        harness.ms(r.max_ms),
+        harness.ms(r.hook_p50_ms),
         _verdict(r.meets_target, problems),
     ]
 
@@ -1023,30 +825,13 @@ STORM_HEADERS = [
 ]
 
 
-def _md_table(headers: list[str], table: list[list[str]]) -> list[str]:
-    align = "|".join("---" if i in (0, len(headers) - 1) else "--:" for i in range(len(headers)))
-    return [
-        "| " + " | ".join(headers) + " |",
-        "|" + align + "|",
-        *("| " + " | ".join(row) + " |" for row in table),
-    ]
-
-
-def _text_table(headers: list[str], table: list[list[str]]) -> str:
-    rows_ = [headers, *table]
-    widths = [max(len(row[i]) for row in rows_) for i in range(len(headers))]
-    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) for row in rows_]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
 @dataclass
 class Run:
     intake: list[IntakeResult] = field(default_factory=list)
     latency: list[LatencyResult] = field(default_factory=list)
     storm: list[StormResult] = field(default_factory=list)
 
-    def sections(self) -> list[tuple[str, list[str], list[list[str]]]]:
+    def sections(self) -> list[harness.Table]:
         found = []
         ran = [r for r in self.intake if not r.skipped]
         if ran:
@@ -1062,8 +847,7 @@ class Run:
         return found
 
     def skipped(self) -> list[str]:
-        every = [*self.intake, *self.latency, *self.storm]
-        return sorted({f"{r.database}: {r.skipped}" for r in every if r.skipped})
+        return harness.skipped_notes([*self.intake, *self.latency, *self.storm])
 
     def problems(self) -> list[str]:
         found = []
@@ -1095,7 +879,7 @@ def notes(run: Run) -> list[str]:
         lines.append(
             f"- 202 to post, {r.database}: one new alert per channel every "
             f"{r.per_channel_interval_s:.1f} s; from the request (not the 202) to the post p95 "
-            f"{_ms(r.request_to_post_p95_ms)} ms; shortest gap between two writes to one "
+            f"{harness.ms(r.request_to_post_p95_ms)} ms; shortest gap between two writes to one "
             f"channel {r.shortest_channel_gap_s:.2f} s."
             + (f" Not posted: {', '.join(r.missing[:5])}." if r.missing else "")
         )
@@ -1108,7 +892,7 @@ def notes(run: Run) -> list[str]:
             f"{s.integrations} integrations; accepted calls per alert "
             f"{s.accepted_calls_per_alert:.2f}; {s.superseded:,} queued updates folded into "
             f"an earlier send; attempts recorded by HTTP status: {attempts}; hook p50/p99 "
-            f"{_ms(s.hook_p50_ms)}/{_ms(s.hook_p99_ms)} ms; received_events "
+            f"{harness.ms(s.hook_p50_ms)}/{harness.ms(s.hook_p99_ms)} ms; received_events "
             f"{s.received_rows:,} for {s.accepted:,} 202s; keys missing {s.keys_missing}; "
             f"a new alert's first post came p50 {s.first_post_p50_s:.1f} s, p95 "
             f"{s.first_post_p95_s:.1f} s, max {s.first_post_max_s:.1f} s after its 202; "
@@ -1119,105 +903,15 @@ def notes(run: Run) -> list[str]:
     return lines
 
 
-def markdown(run: Run, info: dict[str, str], args: argparse.Namespace) -> str:
-    lines = [
-        MARK_START,
-        "## Results: alert intake",
-        "",
-        f"Run {info['date']} on {info['cpu']}, {info['cores']} cores, {info['memory']}, "
-        f"Python {info['python']}, {info['os']}; load average {info['load_average']} when "
-        "it started.",
-        "",
-        f"Command: `{command_line(args)}`.",
-    ]
-    for title, headers, table in run.sections():
-        lines += ["", f"**{title}**", "", *_md_table(headers, table)]
-    lines += ["", *notes(run)]
-    for skipped in run.skipped():
-        lines.append(f"- skipped {skipped}")
-    lines += ["", MARK_END]
-    return "\n".join(lines)
-
-
-def command_line(args: argparse.Namespace) -> str:
-    parts = [".venv/bin/python -m bench.intake"]
-    defaults = vars(parser().parse_args([]))
-    for key, value in vars(args).items():
-        if key == "no_readme" or value == defaults.get(key):
-            continue
-        parts.append(f"--{key.replace('_', '-')} {value}")
-    return " ".join(parts)
-
-
-def update_readme(block: str, path: Path = README) -> None:
-    """Replace this benchmark's block, keeping every word around it; append it if missing."""
-    current = path.read_text(encoding="utf-8") if path.exists() else ""
-    start = current.find(MARK_START.split(" (")[0])
-    end = current.find(MARK_END)
-    if start != -1 and end > start:
-        updated = current[:start] + block + current[end + len(MARK_END) :]
-    else:
-        updated = current.rstrip("\n") + ("\n\n" if current else "") + block + "\n"
-    path.write_text(updated, encoding="utf-8")
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, float) and math.isinf(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
-def save_raw(run: Run, info: dict[str, str], args: argparse.Namespace) -> Path:
-    RESULTS.mkdir(exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = RESULTS / f"intake-{stamp}.json"
-    data = {
-        "machine": info,
-        "arguments": vars(args),
-        "targets": {
-            "intake_events_per_second_sqlite": INTAKE_TARGET_EPS,
-            "post_p95_ms": POST_P95_TARGET_MS,
-            "storm_calls_per_alert": STORM_CALLS_PER_ALERT_TARGET,
-            "lost": 0,
-        },
-        "intake": [
-            {**asdict(r), "lost": r.lost, "meets_target": r.meets_target} for r in run.intake
-        ],
-        "latency": [{**asdict(r), "meets_target": r.meets_target} for r in run.latency],
-        "storm": [{**asdict(r), "meets_target": r.meets_target} for r in run.storm],
-    }
-    path.write_text(json.dumps(_plain(data), indent=2, default=str), encoding="utf-8")
-    return path
-
-
 # -- entry point -----------------------------------------------------------------------------
 
 
 def parser() -> argparse.ArgumentParser:
-    defaults = sl.parser()
-    p = argparse.ArgumentParser(
-        prog="python -m bench.intake",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
-    p.add_argument(
-        "--scenarios",
-        default=",".join(SCENARIOS),
-        help="comma-separated, from: " + ", ".join(SCENARIOS),
-    )
-    p.add_argument("--concurrency", type=int, default=20, help="concurrent senders")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--max-seconds", type=float, default=300, help="time limit of each load phase")
+    p = harness.parser(BENCH, __doc__)
+    harness.add_scenarios(p, SCENARIOS)
+    harness.add_load_options(p, warmup=500, unit="events")
     g = p.add_argument_group("intake")
-    g.add_argument("--requests", type=int, default=10_000, help="measured events")
-    g.add_argument("--warmup", type=int, default=500, help="events sent first, not timed")
+    g.add_argument("--requests", type=harness.int_range(1), default=10_000, help="measured events")
     g.add_argument("--keys", type=int, default=300, help="known failures that repeat")
     g.add_argument("--new-fraction", type=float, default=0.05, help="events with a new key")
     g.add_argument("--resolve-fraction", type=float, default=0.03, help="resolves")
@@ -1231,7 +925,7 @@ def parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--post-wait", type=float, default=30, help="longest wait for the posts")
     g = p.add_argument_group("storm")
-    g.add_argument("--storm-events", type=int, default=10_000)
+    g.add_argument("--storm-events", type=harness.int_range(1), default=10_000)
     g.add_argument("--storm-seconds", type=float, default=50, help="spread over this long")
     g.add_argument("--storm-integrations", type=int, default=10)
     g.add_argument("--storm-keys", type=int, default=200)
@@ -1244,69 +938,44 @@ def parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--storm-burst", type=float, default=1.0, help="writes it allows at once")
     g.add_argument("--drain-seconds", type=float, default=300, help="longest wait for the outbox")
-    p.add_argument("--postgres-url", default=defaults.get_default("postgres_url"))
-    p.add_argument("--postgres-admin-url", default=defaults.get_default("postgres_admin_url"))
-    p.add_argument("--no-readme", action="store_true", help="do not update bench/README.md")
+    harness.add_database_options(p)
     return p
 
 
-def run_each(
-    kinds: Sequence[str],
-    chosen: Sequence[str],
-    runners: dict[str, tuple[Callable[..., Any], list[Any], type]],
-    args: argparse.Namespace,
-    *,
-    prefix: str,
-) -> None:
-    """Run each chosen scenario on each database, in a work folder of its own; a scenario on
-    an unreachable PostgreSQL is recorded as skipped, with the reason, rather than failing.
-    `runners` maps a scenario to (function, the list its results go to, its result class)."""
-    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
-        for kind in kinds:
-            workdir = Path(tmp) / kind
-            workdir.mkdir()
-            reason = None
-            if kind == "postgresql":
-                reason = seed.postgres_unreachable(args.postgres_admin_url)
-                if reason is not None:
-                    print(f"[postgresql] skipped: not reachable ({reason})")
-            for name in chosen:
-                runner, into, empty = runners[name]
-                if reason is not None:
-                    into.append(empty(database=kind, skipped=f"not reachable: {reason}"))
-                    continue
-                into.append(runner(kind, workdir, args))
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    chosen = [s.strip() for s in args.scenarios.split(",") if s.strip()]
-    if not chosen or set(chosen) - set(SCENARIOS):
-        print(f"--scenarios: choose from {', '.join(SCENARIOS)}", file=sys.stderr)
-        return 2
-    if not 0 < args.concurrency <= 200 or args.requests <= 0 or args.storm_events <= 0:
-        print("--concurrency must be 1..200, --requests and --storm-events > 0", file=sys.stderr)
-        return 2
-    kinds = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
-    load = os.getloadavg()[0]
-    if load > 1.0:
-        print(f"note: load average {load:.1f} before starting; figures will be noisier")
+    p = parser()
+    args = p.parse_args(argv)
+    load = harness.load_before_start()
     run = Run()
     runners = {
         "intake": (run_intake, run.intake, IntakeResult),
         "latency": (run_latency, run.latency, LatencyResult),
         "storm": (run_storm, run.storm, StormResult),
     }
-    run_each(kinds, chosen, runners, args, prefix="integ-bench-intake-")
-    info = sl.machine(load)
-    for title, headers, table in run.sections():
-        print(f"\n{title}\n{_text_table(headers, table)}")
-    print("\n".join(["", *notes(run)]))
-    raw = save_raw(run, info, args)
-    print(f"\nraw results: {raw.relative_to(REPO)}")
-    if not args.no_readme:
-        update_readme(markdown(run, info, args))
-        print(f"tables written to {README.relative_to(REPO)}")
+    harness.run_each(BENCH, args, args.scenarios.split(","), runners)
+    harness.publish(
+        BENCH,
+        p,
+        args,
+        load=load,
+        title="Results: alert intake",
+        tables=run.sections(),
+        notes=[*notes(run), *run.skipped()],
+        raw={
+            "targets": {
+                "intake_events_per_second_sqlite": INTAKE_TARGET_EPS,
+                "post_p95_ms": POST_P95_TARGET_MS,
+                "storm_calls_per_alert": STORM_CALLS_PER_ALERT_TARGET,
+                "lost": 0,
+            },
+            "intake": [
+                {**asdict(r), "lost": r.lost, "meets_target": r.meets_target} for r in run.intake
+            ],
+            "latency": [{**asdict(r), "meets_target": r.meets_target} for r in run.latency],
+            "storm": [{**asdict(r), "meets_target": r.meets_target} for r in run.storm],
+        },
+        readme=not args.no_readme,
+    )
     problems = run.problems()
     if problems:
         print("\nTHE RUN LOST EVENTS OR HAD ERRORS:\n" + "\n".join(problems))

@@ -8,10 +8,7 @@ benchmark itself and measure something else.
 
 from __future__ import annotations
 
-import os
 import random
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,18 +16,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, insert, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, insert, select, text
 
+from bench.harness import upgrade_schema
 from commands.catalog.spec import load_catalog
 from commands.catalog.sync import sync_catalog
 from storage.db import make_engine, make_session_factory, transaction
 from storage.models import Alert, AlertTransition, Integration, Review, Silence
 
-REPO = Path(__file__).resolve().parent.parent
 CHUNK = 5_000
 
-_SUMMARIES = [
+SUMMARIES = [
     "Nightly load failed: {n} rows rejected",
     "HTTP 503 from the target API ({n} retries)",
     "File not received by 02:00 (expected {n} records)",
@@ -60,49 +56,6 @@ class SeedStats:
     reviews: int
     silences: int
     seconds: float
-
-
-def postgres_unreachable(admin_url: str) -> str | None:
-    """None when PostgreSQL answers at `admin_url`, else the reason in one line."""
-    engine = create_engine(admin_url, connect_args={"connect_timeout": 3})
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        return None
-    except Exception as exc:
-        return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-    finally:
-        engine.dispose()
-
-
-def recreate_postgres_database(admin_url: str, database_url: str) -> None:
-    """Drop and create the benchmark's own database, leaving every other one alone."""
-    name = make_url(database_url).database
-    if not name or not name.replace("_", "").isalnum():
-        raise ValueError(f"unexpected database name in {database_url!r}")
-    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    finally:
-        engine.dispose()
-
-
-def upgrade_schema(database_url: str) -> None:
-    """`integ-bot db upgrade`, as an operator would run it."""
-    env = {**os.environ, "DATABASE_URL": database_url, "LOG_LEVEL": "WARNING"}
-    result = subprocess.run(
-        [str(Path(sys.executable).with_name("integ-bot")), "db", "upgrade"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"integ-bot db upgrade failed:\n{result.stdout}{result.stderr}")
 
 
 def sync_catalog_file(database_url: str, catalog: Path, now: datetime) -> None:
@@ -163,7 +116,7 @@ def _history(
             "key": f"bench-{n}",
             "status": status,
             "severity": rng.choices(["critical", "error", "warning"], [15, 60, 25])[0],
-            "summary": rng.choice(_SUMMARIES).format(n=rng.randint(1, 500)),
+            "summary": rng.choice(SUMMARIES).format(n=rng.randint(1, 500)),
             "details": "Job log excerpt: step 3 of 5 failed" if rng.random() < 0.3 else None,
             "url": f"https://logs.example.edu/run/{n}" if rng.random() < 0.5 else None,
             "source": "generic",
