@@ -4,6 +4,7 @@ lives in tests/helpers."""
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -115,6 +116,13 @@ def make_runtime(clock: FixedClock) -> Iterator[Callable[..., Runtime]]:
     yield make
     for runtime in built:
         runtime.close()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Every runtime a test builds collects garbage after loading its catalog, and a full
+    # collection scans every object in the process: in a test process holding the whole
+    # suite's imports that took 0.1 s a runtime. Frozen objects are not scanned.
+    gc.freeze()
 
 
 @pytest.fixture(scope="session", autouse=True)
