@@ -42,7 +42,6 @@ from bot.deps import Deps
 from bot.workers.senders import PermanentError, RateLimited, Sender, SendError, TransientError
 from commands.outbox import claims, results
 from commands.outbox.calls import (
-    RENDERERS,
     Call,
     File,
     Job,
@@ -95,9 +94,10 @@ class OutboxWorker:
     sender: Sender
     worker_id: str
     poll_seconds: float = POLL_SECONDS
-    # How each kind of row becomes a Slack call. The composition root adds the alerts' kinds
-    # (bot.runtime.outbox_renderers); uploads are rendered here, since drawing is I/O.
-    renderers: Mapping[OutboxKind, Renderer] = field(default_factory=lambda: dict(RENDERERS))
+    # How each kind of row becomes a Slack call (bot.runtime.outbox_renderers); uploads are
+    # rendered here, since drawing is I/O. Required: a worker missing a kind would mark every
+    # row of it failed for good.
+    renderers: Mapping[OutboxKind, Renderer] = field(kw_only=True)
     # Graphviz source to PNG for uploads; a seam so that a test can stand in for `dot`.
     render_png: Callable[[str], bytes] = graphviz.render_png
     _wake: threading.Event = field(default_factory=threading.Event, init=False)
