@@ -14,11 +14,11 @@ from bot import wire_ids
 from bot.deps import Deps
 from bot.listeners.slash_commands import ack_failure
 from commands.core.replies import Invocation, Reply
-from commands.reviews import nudges as reviews
+from commands.reviews import actions as reviews
 from commands.reviews.messages import ReviewActions, review_modal
 from storage import queries
 from storage.db import transaction
-from storage.models import ReviewNudge
+from storage.models import ReviewNudge, ReviewNudgeStatus
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def register(app: App, deps: Deps, notify: Callable[[], None]) -> None:
         with deps.sessions() as session:
             nudge = session.get(ReviewNudge, nudge_id)
             integ = queries.integration(session, nudge.integration_id) if nudge else None
-            if nudge is None or integ is None or nudge.status == reviews.DONE:
+            if nudge is None or integ is None or nudge.status == ReviewNudgeStatus.DONE:
                 view = None
             else:
                 view = review_modal(integ, wire_ids.REVIEW_VIEW, nudge.id)

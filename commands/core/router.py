@@ -17,7 +17,7 @@ from commands.core.render import blocks as bk
 from commands.core.render.mrkdwn import escape, typed_words
 from commands.core.replies import Invocation, Reply
 from commands.monitors import heartbeat_reply
-from commands.reviews import nudges as reviews
+from commands.reviews import actions as reviews
 
 # Longer than any real command; past this the text is not worth parsing, only refusing.
 MAX_TEXT = 4000

@@ -1,5 +1,5 @@
-"""Scheduled reviews: the nudge when a review falls due, and what people do
-with it: mark it reviewed, snooze it, reassign it.
+"""Scheduled reviews: the nudge when a review falls due, its reminders and the end of its
+snoozes, all on the scheduler's tick. What people do with a nudge is in `actions`.
 
 A nudge is claimed by inserting its (integration, due date) row, which is unique, so any
 number of processes post it once; every later change of it is a conditional UPDATE, and
@@ -8,33 +8,22 @@ its message is edited through the outbox, never posted again.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from commands.catalog.lookups import resolve_integration
 from commands.catalog.state import review_due
 from commands.catalog.views import integration_spec
-from commands.core.render import blocks as bk
-from commands.core.render.mrkdwn import escape, mention
-from commands.core.replies import Invocation, Reply
+from commands.core.render.mrkdwn import mention
+from commands.core.replies import Reply
 from commands.outbox import queue as outbox
 from commands.reviews.facts import Facts, facts_since
 from commands.reviews.messages import (
-    CHECKLIST,
-    CHECKLIST_KEYS,
-    NO,
-    NOTES_LIMIT,
-    YES,
     DueItem,
     ReviewActions,
-    follow_ups,
-    render_list,
     render_nudge,
-    review_modal,
 )
 from storage import leases, queries
 from storage.db import insert_for
@@ -173,8 +162,8 @@ def end_snoozes(session: Session, now: datetime, actions: ReviewActions) -> int:
         assert integ is not None
         # The note counts as a reminder: the next one is a full interval later.
         nudge.last_reminded_at = now
-        queued += _edit(session, nudge, now, actions)
-        queued += _thread_note(
+        queued += edit_nudge(session, nudge, now, actions)
+        queued += thread_note(
             session,
             nudge,
             f":alarm_clock: The snooze is over: {mention(nudge.assigned_to or integ.owner)}, "
@@ -223,7 +212,7 @@ def send_reminders(session: Session, now: datetime) -> int:
         backups = integration_spec(integ).backups
         if repeat > ESCALATE_AFTER_REMINDERS and backups:
             text += " Backups: " + ", ".join(mention(b) for b in backups) + "."
-        queued += _thread_note(session, nudge, text, now, thread_ts)
+        queued += thread_note(session, nudge, text, now, thread_ts)
     return queued
 
 
@@ -236,7 +225,7 @@ def review_tick(session: Session, now: datetime, actions: ReviewActions) -> int:
     )
 
 
-def _edit(session: Session, nudge: ReviewNudge, now: datetime, actions: ReviewActions) -> int:
+def edit_nudge(session: Session, nudge: ReviewNudge, now: datetime, actions: ReviewActions) -> int:
     if nudge.outbox_id is None:
         return 0
     reply = render(session, nudge, now, actions)
@@ -253,7 +242,7 @@ def _nudge_ts(session: Session, nudge: ReviewNudge) -> str | None:
     return row.result_ts if row is not None else None
 
 
-def _thread_note(
+def thread_note(
     session: Session, nudge: ReviewNudge, text: str, now: datetime, thread_ts: str | None = None
 ) -> int:
     """A line in the nudge's thread, once the nudge has been posted (its ts is known)."""
@@ -266,148 +255,6 @@ def _thread_note(
 
 
 # -- answering ---------------------------------------------------------------------------------
-
-
-def parse_answers(values: Mapping[str, object]) -> tuple[dict[str, str], dict[str, str]]:
-    """The checklist answers from a modal's state values, and errors by block id."""
-    answers: dict[str, str] = {}
-    errors: dict[str, str] = {}
-    for key in CHECKLIST_KEYS:
-        block = values.get(key)
-        element = block.get(key) if isinstance(block, Mapping) else None
-        selected = element.get("selected_option") if isinstance(element, Mapping) else None
-        value = selected.get("value") if isinstance(selected, Mapping) else None
-        if value in (YES, NO):
-            answers[key] = str(value)
-        else:
-            errors[key] = "Answer yes or no."
-    return answers, errors
-
-
-def record_review(
-    session: Session,
-    integration_id: str,
-    reviewer: str,
-    answers: Mapping[str, str],
-    notes: str | None,
-    now: datetime,
-    actions: ReviewActions,
-) -> Outcome:
-    """Record a completed review; every nudge waiting for it is marked done and edited."""
-    integ = queries.integration(session, integration_id)
-    if integ is None:
-        return Outcome(False, f"No integration called `{escape(integration_id)}` any more.")
-    review = Review(
-        integration_id=integ.id,
-        reviewed_at=now,
-        reviewed_by=reviewer,
-        answers={k: answers[k] for k in CHECKLIST_KEYS if answers.get(k) in (YES, NO)},
-        notes=(notes or "").strip()[:NOTES_LIMIT] or None,
-    )
-    session.add(review)
-    session.flush()
-    waiting = session.scalars(
-        select(ReviewNudge).where(
-            ReviewNudge.integration_id == integ.id, ReviewNudge.status.in_((OPEN, SNOOZED))
-        )
-    ).all()
-    for nudge in waiting:
-        claimed = leases.set_if(
-            session,
-            ReviewNudge,
-            ReviewNudge.id == nudge.id,
-            ReviewNudge.status.in_((OPEN, SNOOZED)),
-            status=DONE,
-            review_id=review.id,
-        )
-        if claimed:
-            session.refresh(nudge)
-            _edit(session, nudge, now, actions)
-    next_due = review_due(integ, now)
-    message = f"Review of `{escape(integ.id)}` recorded; the next one is due {next_due:%Y-%m-%d}."
-    follow = follow_ups(review)
-    if follow:
-        message += " Follow-ups: " + "; ".join(label for _, label in follow)
-    return Outcome(True, message)
-
-
-def _waiting_nudge(session: Session, nudge_id: int) -> ReviewNudge | Outcome:
-    """The nudge, or why nothing can be done to it any more."""
-    nudge = session.get(ReviewNudge, nudge_id)
-    if nudge is None:
-        return Outcome(False, "That review nudge no longer exists.")
-    if nudge.status == DONE:
-        return Outcome(False, "This review is done already.")
-    return nudge
-
-
-def snooze(
-    session: Session, nudge_id: int, user: str, now: datetime, actions: ReviewActions
-) -> Outcome:
-    """Put a nudge off a week, at most twice."""
-    nudge = _waiting_nudge(session, nudge_id)
-    if isinstance(nudge, Outcome):
-        return nudge
-    if nudge.snoozes >= MAX_SNOOZES:
-        return Outcome(
-            False,
-            f"This review has been snoozed {MAX_SNOOZES} times and cannot be snoozed again: "
-            "mark it reviewed, or reassign it.",
-        )
-    until = now.date() + SNOOZE
-    claimed = leases.set_if(
-        session,
-        ReviewNudge,
-        ReviewNudge.id == nudge.id,
-        ReviewNudge.status.in_((OPEN, SNOOZED)),
-        ReviewNudge.snoozes == nudge.snoozes,
-        status=SNOOZED,
-        snoozes=nudge.snoozes + 1,
-        snoozed_until=until,
-        snoozed_by=user,
-    )
-    if not claimed:
-        return Outcome(False, "Someone changed this review just now; look at it again.")
-    session.refresh(nudge)
-    _edit(session, nudge, now, actions)
-    return Outcome(True, f"Snoozed until {until:%Y-%m-%d}.")
-
-
-def reassign(
-    session: Session,
-    nudge_id: int,
-    assignee: str,
-    by: str,
-    now: datetime,
-    actions: ReviewActions,
-    thread_ts: str | None = None,
-) -> Outcome:
-    """Ask `assignee` instead of the owner; recorded on the nudge and said in its thread."""
-    nudge = _waiting_nudge(session, nudge_id)
-    if isinstance(nudge, Outcome):
-        return nudge
-    if nudge.assigned_to == assignee:
-        return Outcome(False, f"It is assigned to {mention(assignee)} already.")
-    claimed = leases.set_if(
-        session,
-        ReviewNudge,
-        ReviewNudge.id == nudge.id,
-        ReviewNudge.status.in_((OPEN, SNOOZED)),
-        assigned_to=assignee,
-        assigned_by=by,
-    )
-    if not claimed:
-        return Outcome(False, "This review is done already.")
-    session.refresh(nudge)
-    _edit(session, nudge, now, actions)
-    _thread_note(
-        session,
-        nudge,
-        f":bust_in_silhouette: {mention(by)} asked {mention(assignee)} to do this review.",
-        now,
-        thread_ts,
-    )
-    return Outcome(True, f"Reassigned to {mention(assignee)}.")
 
 
 def waiting_nudge(session: Session, integration_id: str) -> int | None:
@@ -449,45 +296,3 @@ def due_items(session: Session, today: date, ahead: timedelta) -> list[DueItem]:
             )
     due.sort(key=lambda item: (item.due, item.integ.id))
     return due
-
-
-def reviews_reply(session: Session, inv: Invocation, _args: str) -> Reply:
-    today = inv.now.date()
-    last = latest_reviews(session)
-    follow = [
-        (integ, last[integ.id])
-        for integ in queries.integrations(session)
-        if integ.id in last and follow_ups(last[integ.id])
-    ]
-    return render_list(due_items(session, today, LIST_AHEAD), follow, today)
-
-
-def review_form(
-    session: Session, inv: Invocation, name: str, callback_id: str
-) -> dict[str, object] | Reply:
-    """The review modal for `/integ review i`, or the reply that says why there is none."""
-    found = resolve_integration(session, inv, name, "review")
-    if isinstance(found, Reply):
-        return found
-    return review_modal(found, callback_id, waiting_nudge(session, found.id))
-
-
-def review_reply(session: Session, inv: Invocation, name: str) -> Reply:
-    """`/integ review i` where no form can open (the console): when it is due, and how."""
-    found = resolve_integration(session, inv, name, "review")
-    if isinstance(found, Reply):
-        return found
-    last = latest_review(session, found.id)
-    due = review_due(found, last.reviewed_at if last is not None else None)
-    lines = [
-        f"*Review of `{escape(found.id)}`*: due {due:%Y-%m-%d}"
-        + (
-            f"; last reviewed {last.reviewed_at:%Y-%m-%d} by {mention(last.reviewed_by)}."
-            if last is not None
-            else "; never reviewed here."
-        ),
-        "In Slack, `/integ review` opens the form with this checklist:",
-        *(f"• {label}" for _, label in CHECKLIST),
-    ]
-    text = "\n".join(lines)
-    return Reply(text=text, blocks=bk.sections_for_lines(lines))
