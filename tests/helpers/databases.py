@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from sqlalchemy import URL, create_engine, make_url, text
+from sqlalchemy.pool import NullPool
 
 from storage.migrate import upgrade
 
@@ -16,6 +17,10 @@ def postgres_url() -> str | None:
     if url.startswith(("postgresql://", "postgres://")):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     return url
+
+
+# A connection a test left open would otherwise hold the next test's reset forever.
+LOCK_TIMEOUT = "SET LOCAL lock_timeout = '10s'"
 
 
 class PostgresDatabase:
@@ -33,6 +38,9 @@ class PostgresDatabase:
             url = url.set(database=f"{url.database}_{worker}")
             self._create(make_url(base_url), url.database or "")
         self.url = url.render_as_string(hide_password=False)
+        # No pool: a schema dropped and created again must not meet a connection kept from
+        # before, and the tests' own engines are the ones that matter for speed.
+        self._engine = create_engine(self.url, poolclass=NullPool)
         self.migrated = False
         self._run("SELECT 1")  # fails here, once, when the server does not answer
 
@@ -59,35 +67,22 @@ class PostgresDatabase:
         """The newest schema with no rows, and every id sequence back at 1."""
         if not self.migrated:
             self.empty()
-            engine = create_engine(self.url)
-            try:
-                upgrade(engine)
-            finally:
-                engine.dispose()
+            upgrade(self._engine)
             self.migrated = True
             return self.url
-        engine = create_engine(self.url)
-        try:
-            with engine.begin() as conn:
-                conn.execute(text("SET LOCAL lock_timeout = '10s'"))
-                tables = conn.scalars(
-                    text(
-                        "SELECT quote_ident(tablename) FROM pg_tables "
-                        "WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
-                    )
-                ).all()
-                conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        finally:
-            engine.dispose()
+        with self._engine.begin() as conn:
+            conn.execute(text(LOCK_TIMEOUT))
+            tables = conn.scalars(
+                text(
+                    "SELECT quote_ident(tablename) FROM pg_tables "
+                    "WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+                )
+            ).all()
+            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
         return self.url
 
     def _run(self, *statements: str) -> None:
-        engine = create_engine(self.url)
-        try:
-            with engine.begin() as conn:
-                # A connection a test left open would otherwise hold the next test forever.
-                conn.execute(text("SET LOCAL lock_timeout = '10s'"))
-                for statement in statements:
-                    conn.execute(text(statement))
-        finally:
-            engine.dispose()
+        with self._engine.begin() as conn:
+            conn.execute(text(LOCK_TIMEOUT))
+            for statement in statements:
+                conn.execute(text(statement))
