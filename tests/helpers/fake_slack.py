@@ -21,6 +21,12 @@ Besides ``/api/<method>`` it serves:
 - ``POST /response/<name>``: a stand-in for a ``response_url`` (what Bolt's ``respond()``
   posts to); build one with ``fake.response_url(name)``; posts are recorded as
   ``response:<name>``.
+
+People: ``users.info`` answers any user id with a full member of ``team_id``, shaped as in
+Slack's documentation; ``fake.users[user_id] = {...}`` changes fields (``profile`` is merged
+field by field), ``fake.users[user_id] = None`` makes Slack not know the user
+(``user_not_found``), and ``fake.guest(user_id)`` / ``fake.external(user_id)`` make a guest or
+a member of another workspace. ``usergroups.users.list`` lists ``fake.usergroups[group_id]``.
 """
 
 from __future__ import annotations
@@ -104,9 +110,12 @@ class FakeSlack:
         self.bot_id = bot_id
         self.app_id = app_id
         self.clock = clock
-        # Tests may put entries here to shape users.info / conversations.info answers.
-        self.users: dict[str, JSON] = {}
+        # Tests may put entries here to shape users.info / conversations.info answers; a user
+        # set to None is one Slack does not know.
+        self.users: dict[str, JSON | None] = {}
         self.channels: dict[str, JSON] = {}
+        # User group id ("S...") -> the ids of its members, for usergroups.users.list.
+        self.usergroups: dict[str, list[str]] = {}
         self.uploads: dict[str, bytes] = {}
         self._calls: list[Call] = []
         self._failures: dict[str, list[_Failure]] = {}
@@ -230,6 +239,22 @@ class FakeSlack:
             message["thread_ts"] = thread_ts
         self._store(channel, message)
         return dict(message)
+
+    def guest(self, user_id: str, *, ultra: bool = False) -> None:
+        """Make ``user_id`` a guest: ``is_restricted`` (a multi-channel guest), and with
+        ``ultra`` also ``is_ultra_restricted`` (a single-channel guest, which Slack counts as
+        a kind of restricted account too)."""
+        self._override(user_id, is_restricted=True, is_ultra_restricted=ultra)
+
+    def external(self, user_id: str, team_id: str = "T999OTHER") -> None:
+        """Make ``user_id`` a member of another workspace (as in a Slack Connect channel):
+        its ``team_id`` and ``profile.team`` are ``team_id``."""
+        profile = dict((self.users.get(user_id) or {}).get("profile") or {})
+        profile["team"] = team_id
+        self._override(user_id, team_id=team_id, profile=profile)
+
+    def _override(self, user_id: str, **fields: Any) -> None:
+        self.users[user_id] = {**(self.users.get(user_id) or {}), **fields}
 
     # -- failure injection -------------------------------------------------------------------
 
@@ -693,27 +718,62 @@ def _views_update(fake: FakeSlack, args: JSON, token: str) -> JSON:
 
 
 def _users_info(fake: FakeSlack, args: JSON, token: str) -> JSON:
+    """users.info: a full member of the fake's workspace unless ``fake.users`` says otherwise,
+    shaped like the typical success response in Slack's documentation of the method."""
     user_id = str(args.get("user", ""))
+    if not user_id or (user_id in fake.users and fake.users[user_id] is None):
+        return {"ok": False, "error": "user_not_found"}
     name = user_id.lower()
+    real_name = f"User {user_id}"
+    image = f"https://secure.gravatar.com/avatar/{name}.jpg"
     user: JSON = {
         "id": user_id,
         "team_id": fake.team_id,
         "name": name,
-        "real_name": f"User {user_id}",
         "deleted": False,
-        "is_bot": False,
-        "is_admin": False,
+        "color": "9f69e7",
+        "real_name": real_name,
         "tz": "America/New_York",
         "tz_label": "Eastern Standard Time",
         "tz_offset": -18000,
         "profile": {
+            "avatar_hash": "ge3b51ca72de",
+            "status_text": "",
+            "status_emoji": "",
+            "real_name": real_name,
             "display_name": name,
-            "real_name": f"User {user_id}",
+            "real_name_normalized": real_name,
+            "display_name_normalized": name,
             "email": f"{name}@example.edu",
+            "image_original": image,
+            **{f"image_{size}": image for size in (24, 32, 48, 72, 192, 512)},
+            "team": fake.team_id,
         },
+        "is_admin": False,
+        "is_owner": False,
+        "is_primary_owner": False,
+        "is_restricted": False,
+        "is_ultra_restricted": False,
+        "is_bot": False,
+        "is_app_user": False,
+        "updated": 1_600_000_000,
+        "has_2fa": False,
     }
-    user.update(fake.users.get(user_id, {}))
+    override = fake.users.get(user_id) or {}
+    user.update({k: v for k, v in override.items() if k != "profile"})
+    if isinstance(override.get("profile"), Mapping):
+        user["profile"] = {**user["profile"], **override["profile"]}
     return {"user": user}
+
+
+def _usergroup_members(fake: FakeSlack, args: JSON, token: str) -> JSON:
+    """usergroups.users.list: the ids of a user group's members, ``{"ok": true, "users":
+    [...]}`` as Slack documents it; a group the fake does not hold is ``no_such_subteam``.
+    ``include_disabled`` is accepted and has no effect: no group here is disabled."""
+    members = fake.usergroups.get(str(args.get("usergroup", "")))
+    if members is None:
+        return {"ok": False, "error": "no_such_subteam"}
+    return {"users": list(members)}
 
 
 def _conversations_info(fake: FakeSlack, args: JSON, token: str) -> JSON:
@@ -783,6 +843,7 @@ _API_METHODS: dict[str, Callable[[FakeSlack, JSON, str], JSON]] = {
     "views.push": _views_open,
     "views.update": _views_update,
     "users.info": _users_info,
+    "usergroups.users.list": _usergroup_members,
     "conversations.info": _conversations_info,
     "files.getUploadURLExternal": _get_upload_url,
     "files.completeUploadExternal": _complete_upload,

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
@@ -359,3 +360,135 @@ def test_a_delayed_call_records_when_it_started_and_when_it_was_answered(
     assert slow.answered - slow.received >= 0.3
     assert quick.answered - quick.received < 0.3
     assert quick.received >= slow.answered
+
+
+# -- people: users.info and usergroups.users.list -------------------------------------------
+
+
+def test_users_info_answers_a_full_member_of_the_workspace(fake: FakeSlack, client: WebClient):
+    user = client.users_info(user="U123")["user"]
+
+    assert (user["id"], user["team_id"], user["profile"]["team"]) == ("U123", fake.team_id, "T111")
+    for flag in (
+        "deleted",
+        "is_admin",
+        "is_owner",
+        "is_primary_owner",
+        "is_restricted",
+        "is_ultra_restricted",
+        "is_bot",
+        "is_app_user",
+    ):
+        assert user[flag] is False, flag
+    assert isinstance(user["updated"], int)
+    assert (user["tz"], user["tz_offset"]) == ("America/New_York", -18000)
+    assert user["color"]
+    profile = user["profile"]
+    assert profile["real_name"] == profile["real_name_normalized"] == user["real_name"]
+    assert profile["display_name"] == profile["display_name_normalized"] == "u123"
+    assert profile["email"] == "u123@example.edu"
+    assert all(profile[f"image_{size}"] for size in (24, 32, 48, 72, 192, 512))
+
+
+def test_users_info_fields_can_be_overridden_profile_field_by_field(
+    fake: FakeSlack, client: WebClient
+):
+    fake.users["U123"] = {"real_name": "Ada", "is_admin": True, "profile": {"title": "DBA"}}
+
+    user = client.users_info(user="U123")["user"]
+
+    assert (user["real_name"], user["is_admin"], user["is_restricted"]) == ("Ada", True, False)
+    assert user["profile"]["title"] == "DBA"
+    assert user["profile"]["email"] == "u123@example.edu"
+
+
+def test_guest_makes_a_multi_or_single_channel_guest(fake: FakeSlack, client: WebClient):
+    fake.guest("U1")
+    fake.guest("U2", ultra=True)
+
+    multi = client.users_info(user="U1")["user"]
+    single = client.users_info(user="U2")["user"]
+    member = client.users_info(user="U3")["user"]
+
+    assert (multi["is_restricted"], multi["is_ultra_restricted"]) == (True, False)
+    assert (single["is_restricted"], single["is_ultra_restricted"]) == (True, True)
+    assert (member["is_restricted"], member["is_ultra_restricted"]) == (False, False)
+    assert multi["team_id"] == single["team_id"] == fake.team_id
+
+
+def test_external_makes_a_member_of_another_workspace(fake: FakeSlack, client: WebClient):
+    fake.users["U1"] = {"profile": {"title": "Partner"}}
+    fake.external("U1")
+    fake.external("U2", team_id="T222")
+    fake.guest("U2")
+
+    first = client.users_info(user="U1")["user"]
+    second = client.users_info(user="U2")["user"]
+
+    assert (first["team_id"], first["profile"]["team"]) == ("T999OTHER", "T999OTHER")
+    assert first["profile"]["title"] == "Partner"
+    assert first["is_restricted"] is False
+    assert (second["team_id"], second["is_restricted"]) == ("T222", True)
+
+
+def test_a_user_slack_does_not_know_is_user_not_found(fake: FakeSlack, client: WebClient):
+    fake.users["U404"] = None
+
+    for user in ("U404", ""):
+        with pytest.raises(SlackApiError) as raised:
+            client.users_info(user=user)
+        assert raised.value.response.status_code == 200
+        assert raised.value.response.data == {"ok": False, "error": "user_not_found"}
+
+
+def test_usergroups_users_list_lists_the_members(fake: FakeSlack, client: WebClient):
+    fake.usergroups["S0DBA"] = ["U1", "W2"]
+    fake.usergroups["S0EMPTY"] = []
+
+    answer = client.usergroups_users_list(usergroup="S0DBA", include_disabled=True)
+
+    assert answer.data == {"ok": True, "users": ["U1", "W2"]}
+    assert client.usergroups_users_list(usergroup="S0EMPTY")["users"] == []
+    [call, _] = fake.calls_to("usergroups.users.list")
+    assert call.args["usergroup"] == "S0DBA"
+
+
+def test_an_unknown_usergroup_is_no_such_subteam(fake: FakeSlack, client: WebClient):
+    fake.usergroups["S0DBA"] = ["U1"]
+
+    with pytest.raises(SlackApiError) as raised:
+        client.usergroups_users_list(usergroup="S0NOPE")
+
+    assert raised.value.response.status_code == 200
+    assert raised.value.response.data == {"ok": False, "error": "no_such_subteam"}
+
+
+@pytest.mark.parametrize(
+    ("method", "call"),
+    [
+        ("users.info", lambda c: c.users_info(user="U1")),
+        ("usergroups.users.list", lambda c: c.usergroups_users_list(usergroup="S0DBA")),
+    ],
+)
+def test_people_methods_can_be_failed_and_delayed(
+    fake: FakeSlack, client: WebClient, method: str, call: Callable[[WebClient], Any]
+):
+    fake.usergroups["S0DBA"] = ["U1"]
+    fake.fail_next(method, status=500)
+    fake.fail_next(method, status=429, retry_after=3)
+    fake.delay_next(method, 0, 0, 0.3)
+
+    with pytest.raises(SlackApiError) as server_error:
+        call(client)
+    with pytest.raises(SlackApiError) as ratelimited:
+        call(client)
+    assert call(client)["ok"]
+
+    assert server_error.value.response.status_code == 500
+    assert server_error.value.response["error"] == "internal_error"
+    assert ratelimited.value.response.status_code == 429
+    assert ratelimited.value.response.headers["Retry-After"] == "3"
+    failed, limited, slow = fake.calls_to(method)
+    assert (failed.status, limited.status, slow.status) == (500, 429, 200)
+    assert slow.answered - slow.received >= 0.3
+    assert failed.answered - failed.received < 0.3
