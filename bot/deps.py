@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.settings import Settings
+from commands.permissions.people import UNKNOWN, Directory
 
 
 def utcnow() -> datetime:
@@ -21,3 +22,6 @@ class Deps:
     sessions: sessionmaker[Session]
     # Injected so tests can drive time instead of sleeping.
     clock: Callable[[], datetime] = utcnow
+    # Who people are, as the workspace says (Slack's users and user groups, cached). Knowing
+    # nobody, every action that needs a role is refused.
+    directory: Directory = UNKNOWN

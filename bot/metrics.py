@@ -34,3 +34,9 @@ DUTY_SECONDS = Histogram(
     ["duty"],
     buckets=(0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30),
 )
+DIRECTORY_LOOKUPS = Counter(
+    "integ_directory_lookups_total",
+    "Who-is-this lookups (users, user groups, channels), by how they were answered "
+    "(cached, stale while refreshed, asked, unknown)",
+    ["what", "answer"],
+)

@@ -14,6 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 
 from bot.deps import Deps, utcnow
+from bot.directory import SlackDirectory, build_directory
 from bot.listeners.alerts import ALERT_ACTIONS
 from bot.settings import Settings
 from bot.slack_app import build_bolt_app
@@ -27,6 +28,7 @@ from bot.workers.senders import build_sender
 from bot.workers.status_pages import StatusPoller
 from commands.alerts.outbox_calls import alert_renderers
 from commands.outbox.calls import RENDERERS, Renderer
+from commands.permissions.people import CONSOLE, Directory
 from storage.db import make_engine, make_session_factory
 from storage.migrate import upgrade
 from storage.models import OutboxKind
@@ -110,6 +112,8 @@ class Runtime:
             self.probes.close()
         if self.status_pages is not None:
             self.status_pages.close()
+        if isinstance(self.deps.directory, SlackDirectory):
+            self.deps.directory.close()
         self.engine.dispose()
 
 
@@ -130,9 +134,22 @@ def outbox_renderers() -> dict[OutboxKind, Renderer]:
     return {**RENDERERS, **alert_renderers(ALERT_ACTIONS)}
 
 
+def _directory(settings: Settings) -> Directory:
+    """Slack's answers about people, cached; in local mode, where only the console can ask
+    anything, the console's (it acts as an admin)."""
+    if settings.slack_bot_token is None:
+        return CONSOLE
+    return build_directory(
+        settings.slack_bot_token, settings.slack_api_url, settings.integ_directory_ttl_seconds
+    )
+
+
 def build_runtime(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Runtime:
     engine = open_database(settings)
-    deps = Deps(settings=settings, sessions=make_session_factory(engine), clock=clock)
+    directory = _directory(settings)
+    deps = Deps(
+        settings=settings, sessions=make_session_factory(engine), clock=clock, directory=directory
+    )
     watcher = CatalogWatcher(settings.catalog_path, deps.sessions, clock)
     watcher.check()
     worker_id = default_worker_id()

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     # Where people and jobs reach the bot, e.g. https://integ-bot.example.edu; shown in ping
     # URLs. Unset: the path alone is shown.
     integ_public_url: str | None = Field(default=None, pattern=r"^https?://")
+    # How long what Slack said about a person, a user group or a channel is used before it
+    # is asked again (in the background: the last answer serves meanwhile).
+    integ_directory_ttl_seconds: float = Field(default=300, gt=0, allow_inf_nan=False)
     port: int = Field(default=3000, ge=1, le=65535)
 
     @field_validator(

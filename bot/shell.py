@@ -10,6 +10,7 @@ from bot.listeners.slash_commands import answer
 from bot.runtime import Runtime, build_runtime
 from bot.settings import Settings
 from commands.core.render.plain import blocks_to_text
+from commands.permissions.people import CONSOLE, Surface
 
 SHELL_USER = "U0SHELL"
 PROMPT = "integ> "
@@ -53,5 +54,6 @@ def respond(deps: Deps, typed: str) -> str:
     # Slack escapes these in every command it sends; the console does the same, so that a
     # `<` typed here reaches a change log as a `<`, not as the start of a Slack link.
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    reply = answer(deps, text, SHELL_USER, None)
+    # Whoever runs the console runs the bot: it acts as an admin, and is audited as the shell.
+    reply = answer(deps, text, SHELL_USER, None, directory=CONSOLE, surface=Surface.SHELL)
     return blocks_to_text(reply.blocks, reply.text)

@@ -11,8 +11,12 @@ from slack_sdk import WebClient
 
 from bot import wire_ids
 from bot.deps import Deps
-from commands.alerts.actions import ROOT_CAUSES, Outcome, acknowledge, resolve, silence
+from bot.listeners.actors import actor_of
+from commands.alerts.actions import ROOT_CAUSES, Outcome, acknowledge_as, may_resolve, resolve_as
 from commands.alerts.messages import AlertActions, resolve_modal
+from commands.alerts.silences import silence_as
+from commands.core.render.plain import to_plain
+from commands.permissions.people import Surface
 from storage.db import transaction
 from storage.models import Alert, AlertStatus
 
@@ -47,8 +51,9 @@ def register(app: App, deps: Deps, notify: Callable[[], None]) -> None:
         alert_id = _alert_id(body)
         if alert_id is None:
             return
+        actor = actor_of(deps, body, Surface.BUTTON)
         with transaction(deps.sessions) as session:
-            outcome = acknowledge(session, alert_id, body["user"]["id"], deps.clock())
+            outcome = acknowledge_as(session, actor, alert_id, deps.clock())
         notify()
         _tell(respond, outcome)
 
@@ -58,13 +63,19 @@ def register(app: App, deps: Deps, notify: Callable[[], None]) -> None:
         alert_id = _alert_id(body)
         if alert_id is None:
             return
-        with deps.sessions() as session:
+        actor = actor_of(deps, body, Surface.BUTTON)
+        with transaction(deps.sessions) as session:
+            # Refused before the form opens, so nobody fills in a form they cannot submit.
+            refused = may_resolve(session, actor, alert_id, deps.clock())
             alert = session.get(Alert, alert_id)
             view = (
                 resolve_modal(alert, wire_ids.RESOLVE_VIEW, ROOT_CAUSES)
-                if alert is not None and alert.status != AlertStatus.RESOLVED
+                if refused is None and alert is not None and alert.status != AlertStatus.RESOLVED
                 else None
             )
+        if refused is not None:
+            _tell(respond, refused)
+            return
         if view is None:
             respond(
                 text=f"Alert #{alert_id} is already resolved.",
@@ -92,16 +103,23 @@ def register(app: App, deps: Deps, notify: Callable[[], None]) -> None:
             ack(response_action="errors", errors=errors)
             return
         user = body.get("user", {})
+        actor = actor_of(deps, body, Surface.MODAL)
         with transaction(deps.sessions) as session:
-            outcome = resolve(
-                session,
-                int(metadata),
-                user.get("id", ""),
-                cause,
-                note,
-                deps.clock(),
-                display_name=user.get("name") or user.get("username"),
-            )
+            # Checked again: a responder when the form opened may not be one now.
+            refused = may_resolve(session, actor, int(metadata), deps.clock())
+            if refused is None:
+                outcome = resolve_as(
+                    session,
+                    actor,
+                    int(metadata),
+                    cause,
+                    note,
+                    deps.clock(),
+                    display_name=user.get("name") or user.get("username"),
+                )
+        if refused is not None:
+            ack(response_action="errors", errors={"note": to_plain(refused.message)[:150]})
+            return
         ack()
         notify()
         if not outcome.changed:
@@ -113,18 +131,20 @@ def register(app: App, deps: Deps, notify: Callable[[], None]) -> None:
         alert_id = _alert_id(body)
         if alert_id is None:
             return
+        actor = actor_of(deps, body, Surface.BUTTON)
         with transaction(deps.sessions) as session:
             alert = session.get(Alert, alert_id)
             if alert is None or alert.integration_id is None:
                 return
-            outcome = silence(
+            outcome = silence_as(
                 session,
+                actor,
                 alert.integration_id,
                 SILENCE_FROM_BUTTON,
                 f"from alert #{alert_id}",
-                body["user"]["id"],
                 deps.clock(),
             )
+        notify()
         respond(text=outcome.message, response_type="ephemeral", replace_original=False)
 
     @app.action(wire_ids.RUNBOOK_ACTION)

@@ -8,17 +8,22 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot import wire_ids
 from bot.deps import Deps
+from bot.listeners.actors import actor_of
 from commands.changes import from_chat as change_log
 from commands.changes.from_chat import SourceMessage
 from commands.changes.messages import change_form, read_form
 from commands.core import slack_events
 from commands.core.render.mrkdwn import escape, mention
+from commands.core.render.plain import to_plain
+from commands.permissions.check import permit
+from commands.permissions.people import Actor, Surface
+from commands.permissions.rules import Action
 from storage import queries
 from storage.db import transaction
 
@@ -67,13 +72,32 @@ def _fetch(client: WebClient, channel: str, ts: str) -> dict[str, Any] | None:
     return None
 
 
+def _tell_privately(client: WebClient, channel: str, user: str, text: str) -> None:
+    # A reaction has nowhere to answer but an ephemeral message; at worst it is not seen.
+    try:
+        client.chat_postEphemeral(channel=channel, user=user, text=text)
+    except SlackApiError as exc:
+        log.warning("could not tell %s why a :memo: was refused: %s", user, exc)
+
+
 def register(app: App, deps: Deps, notify: Callable[[], None]) -> None:
+    def refused(actor: Actor) -> str | None:
+        with transaction(deps.sessions) as session:
+            refusal = permit(session, actor, Action.LOG_CHANGE, None, deps.clock(), "change")
+        return refusal.message if refusal is not None else None
+
     @app.shortcut(wire_ids.LOG_CHANGE_SHORTCUT)
-    def on_log_shortcut(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+    def on_log_shortcut(
+        ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond
+    ) -> None:
         ack()
         channel = str((body.get("channel") or {}).get("id") or "")
         message = body.get("message") or {}
         if not channel or not message.get("ts"):
+            return
+        refusal = refused(actor_of(deps, body, Surface.SHORTCUT))
+        if refusal is not None:
+            respond(text=refusal, response_type="ephemeral", replace_original=False)
             return
         source = _source(channel, message)
         with deps.sessions() as session:
@@ -108,6 +132,10 @@ def register(app: App, deps: Deps, notify: Callable[[], None]) -> None:
                 response_action="errors",
                 errors={"summary": "This form lost track of its message; use the shortcut again."},
             )
+            return
+        refusal = refused(actor_of(deps, body, Surface.MODAL))
+        if refusal is not None:  # checked again: the form may have stayed open a while
+            ack(response_action="errors", errors={"summary": to_plain(refusal)[:150]})
             return
         with deps.sessions() as session:
             errors = change_log.check_form(session, values)
@@ -152,6 +180,11 @@ def register(app: App, deps: Deps, notify: Callable[[], None]) -> None:
                 session, channel
             ):
                 return
+        user = str(event.get("user") or "")
+        refusal = refused(Actor(user, channel, Surface.REACTION, deps.directory))
+        if refusal is not None:
+            _tell_privately(client, channel, user, refusal)
+            return
         message = _fetch(client, channel, ts)
         if message is None:
             return

@@ -16,11 +16,13 @@ from slack_bolt import Ack, App, Respond
 
 from bot import metrics, wire_ids
 from bot.deps import Deps
-from bot.listeners.slash_commands import ack_failure
+from bot.listeners.slash_commands import ack_failure, invocation
 from commands.changes import listing as change_list
 from commands.core import router
 from commands.core.render.mrkdwn import typed_words
-from commands.core.replies import Invocation, Reply
+from commands.core.replies import Reply
+from commands.permissions.people import Surface
+from storage.db import transaction
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +45,13 @@ def _is_changes_command(command: dict[str, Any]) -> bool:
     return bool(words) and words[0].lower().lstrip("/") == change_list.VERB
 
 
-def _page(deps: Deps, args: str, user_id: str, channel_id: str | None) -> Reply:
-    inv = Invocation(
-        text=f"{change_list.VERB} {args}",
-        user_id=user_id,
-        channel_id=channel_id,
-        now=deps.clock(),
-        public_url=deps.settings.integ_public_url,
-    )
-    with deps.sessions() as session:  # only reads: no transaction to commit
+def _page(deps: Deps, args: str, user_id: str, channel_id: str | None, surface: Surface) -> Reply:
+    inv = invocation(deps, f"{change_list.VERB} {args}", user_id, channel_id, surface=surface)
+    # A transaction, though it only reads the log: a refusal is recorded.
+    with transaction(deps.sessions) as session:
+        refused = router.gate(session, inv, change_list.VERB)
+        if refused is not None:
+            return refused
         return change_list.changes_reply(session, inv, args, PAGE_ACTIONS)
 
 
@@ -61,7 +61,9 @@ def register(app: App, deps: Deps, notify: Callable[[], None]) -> None:
     def on_changes_command(ack: Ack, command: dict[str, Any]) -> None:
         args = " ".join(_words(command.get("text") or "")[1:])
         try:
-            reply = _page(deps, args, command.get("user_id", ""), command.get("channel_id"))
+            reply = _page(
+                deps, args, command.get("user_id", ""), command.get("channel_id"), Surface.SLASH
+            )
         except Exception:
             ack_failure(ack, command)
             return
@@ -76,7 +78,8 @@ def register(app: App, deps: Deps, notify: Callable[[], None]) -> None:
             "channel_id"
         )
         try:
-            reply = _page(deps, args, (body.get("user") or {}).get("id", ""), channel)
+            user = (body.get("user") or {}).get("id", "")
+            reply = _page(deps, args, user, channel, Surface.BUTTON)
         except Exception:
             log.exception("changes page %r failed", args)
             respond(

@@ -12,8 +12,13 @@ from slack_sdk import WebClient
 
 from bot import wire_ids
 from bot.deps import Deps
-from bot.listeners.slash_commands import ack_failure
-from commands.core.replies import Invocation, Reply
+from bot.listeners.actors import actor_of
+from bot.listeners.slash_commands import ack_failure, invocation
+from commands.core import router
+from commands.core.render.plain import to_plain
+from commands.core.replies import Reply
+from commands.permissions.people import Surface
+from commands.permissions.rules import Action
 from commands.reviews import actions as reviews
 from commands.reviews.messages import ReviewActions, review_modal
 from storage import queries
@@ -53,13 +58,19 @@ def register(app: App, deps: Deps, notify: Callable[[], None]) -> None:
         nudge_id = _nudge_id(body)
         if nudge_id is None:
             return
-        with deps.sessions() as session:
+        actor = actor_of(deps, body, Surface.BUTTON)
+        refused = None
+        with transaction(deps.sessions) as session:
             nudge = session.get(ReviewNudge, nudge_id)
             integ = queries.integration(session, nudge.integration_id) if nudge else None
             if nudge is None or integ is None or nudge.status == ReviewNudgeStatus.DONE:
                 view = None
             else:
+                refused = reviews.may_review(session, actor, integ.id, deps.clock(), Action.REVIEW)
                 view = review_modal(integ, wire_ids.REVIEW_VIEW, nudge.id)
+        if refused is not None:
+            _private(respond, refused.message)
+            return
         if view is None:
             _private(respond, "This review is done already.")
             return
@@ -71,10 +82,9 @@ def register(app: App, deps: Deps, notify: Callable[[], None]) -> None:
         nudge_id = _nudge_id(body)
         if nudge_id is None:
             return
+        actor = actor_of(deps, body, Surface.BUTTON)
         with transaction(deps.sessions) as session:
-            outcome = reviews.snooze(
-                session, nudge_id, body["user"]["id"], deps.clock(), REVIEW_ACTIONS
-            )
+            outcome = reviews.snooze_as(session, actor, nudge_id, deps.clock(), REVIEW_ACTIONS)
         notify()
         _private(respond, outcome.message)
 
@@ -86,12 +96,13 @@ def register(app: App, deps: Deps, notify: Callable[[], None]) -> None:
         if nudge_id is None or not assignee:
             return
         thread_ts = (body.get("container") or {}).get("message_ts")
+        actor = actor_of(deps, body, Surface.BUTTON)
         with transaction(deps.sessions) as session:
-            outcome = reviews.reassign(
+            outcome = reviews.reassign_as(
                 session,
+                actor,
                 nudge_id,
                 assignee,
-                body["user"]["id"],
                 deps.clock(),
                 REVIEW_ACTIONS,
                 thread_ts=str(thread_ts) if thread_ts else None,
@@ -114,16 +125,24 @@ def register(app: App, deps: Deps, notify: Callable[[], None]) -> None:
         if errors:
             ack(response_action="errors", errors=errors)
             return
+        actor = actor_of(deps, body, Surface.MODAL)
+        now = deps.clock()
         with transaction(deps.sessions) as session:
-            outcome = reviews.record_review(
-                session,
-                str(integration_id),
-                body.get("user", {}).get("id", ""),
-                answers,
-                notes,
-                deps.clock(),
-                REVIEW_ACTIONS,
-            )
+            # Checked again on submit: a responder when the form opened may not be one now.
+            refused = reviews.may_review(session, actor, str(integration_id), now, Action.REVIEW)
+            if refused is None:
+                outcome = reviews.record_review(
+                    session,
+                    str(integration_id),
+                    actor.user_id,
+                    answers,
+                    notes,
+                    now,
+                    REVIEW_ACTIONS,
+                )
+        if refused is not None:
+            ack(response_action="errors", errors={"notes": to_plain(refused.message)[:150]})
+            return
         ack()
         notify()
         log.info("review of %s submitted: %s", integration_id, outcome.message)
@@ -133,15 +152,12 @@ def register(app: App, deps: Deps, notify: Callable[[], None]) -> None:
     @app.command(wire_ids.SLASH_COMMAND, matchers=[_is_review_command])
     def on_review_command(ack: Ack, command: dict[str, Any], client: WebClient) -> None:
         words = (command.get("text") or "").split()
-        inv = Invocation(
-            text=command.get("text") or "",
-            user_id=command.get("user_id", ""),
-            channel_id=command.get("channel_id"),
-            now=deps.clock(),
+        inv = invocation(
+            deps, command.get("text") or "", command.get("user_id", ""), command.get("channel_id")
         )
         try:
-            with deps.sessions() as session:
-                form = reviews.review_form(
+            with transaction(deps.sessions) as session:
+                form = router.gate(session, inv, "review") or reviews.review_form(
                     session, inv, words[1] if len(words) > 1 else "", wire_ids.REVIEW_VIEW
                 )
         except Exception:

@@ -13,20 +13,43 @@ from bot import metrics, wire_ids
 from bot.deps import Deps
 from commands.core import router
 from commands.core.replies import Invocation, Reply
+from commands.permissions.people import Directory, Surface
 from storage.db import transaction
 
 log = logging.getLogger(__name__)
 
 
-def answer(deps: Deps, text: str, user_id: str, channel_id: str | None) -> Reply:
-    """Run one `/integ` line in its own transaction; the shell uses this too."""
-    inv = Invocation(
+def invocation(
+    deps: Deps,
+    text: str,
+    user_id: str,
+    channel_id: str | None,
+    *,
+    directory: Directory | None = None,
+    surface: Surface = Surface.SLASH,
+) -> Invocation:
+    return Invocation(
         text=text,
         user_id=user_id,
         channel_id=channel_id,
         now=deps.clock(),
         public_url=deps.settings.integ_public_url,
+        directory=directory or deps.directory,
+        surface=surface,
     )
+
+
+def answer(
+    deps: Deps,
+    text: str,
+    user_id: str,
+    channel_id: str | None,
+    *,
+    directory: Directory | None = None,
+    surface: Surface = Surface.SLASH,
+) -> Reply:
+    """Run one `/integ` line in its own transaction; the shell uses this too."""
+    inv = invocation(deps, text, user_id, channel_id, directory=directory, surface=surface)
     with transaction(deps.sessions) as session:
         reply = router.handle(session, inv)
     verb = (text.split() or ["help"])[0].lower()[:20]

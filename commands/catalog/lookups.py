@@ -30,6 +30,7 @@ VERBS: list[tuple[str, str]] = [
     ("ack <alert id>", "acknowledge an alert"),
     ("resolve <alert id> <cause>", "resolve an alert with its root cause"),
     ("silence <integration> <duration> [reason]", "hold alerts back for a while"),
+    ("unsilence <integration>", "end its silence now"),
     ("log <integration> [category] <text>", "log a change"),
     ("changes [integration] [Nd]", "changes logged"),
     ("reviews", "reviews due and overdue"),
@@ -37,6 +38,7 @@ VERBS: list[tuple[str, str]] = [
     ("impact <system|integration>", "what else a change would touch"),
     ("diagram [system]", "a picture of the systems and integrations"),
     ("heartbeat <integration>", "last ping, next deadline, ping URL"),
+    ("audit <integration>", "who resolved, silenced, reassigned, and what was refused"),
 ]
 
 LIST_LIMIT = 200
@@ -105,10 +107,12 @@ def schedule_text(integ: Integration) -> str:
 
 
 def _owners_line(integ: Integration) -> str:
-    backups = integration_spec(integ).backups
+    spec = integration_spec(integ)
     line = f"*Owner:* {mention(integ.owner)}"
-    if backups:
-        line += "  *Backups:* " + ", ".join(mention(b) for b in backups)
+    if spec.backups:
+        line += "  *Backups:* " + ", ".join(mention(b) for b in spec.backups)
+    if spec.team:
+        line += f"  *Team:* <!subteam^{spec.team}>"
     return line
 
 

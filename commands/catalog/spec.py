@@ -20,6 +20,7 @@ from cronsim import CronSim, CronSimError
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -63,9 +64,27 @@ def _slack_user(value: str) -> str:
     raise ValueError(f"{value!r} is neither a Slack user ID (U0123ABCD) nor an e-mail address")
 
 
+def _user_group(value: str) -> str:
+    if re.fullmatch(r"S[A-Z0-9]{2,}", value):
+        return value
+    raise ValueError(f"{value!r} is not a Slack user group ID (like S0123ABCD)")
+
+
+def _admins(value: object) -> list[str] | str:
+    # One shape or the other, checked here so an error says which was meant.
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return _user_group(value)
+    if isinstance(value, list):
+        return [_slack_user(str(user)) for user in value]
+    raise ValueError("give a list of Slack user IDs, or one user group ID (S0123ABCD)")
+
+
 Duration = Annotated[str, AfterValidator(_duration)]
 Cron = Annotated[str, AfterValidator(_cron)]
 SlackUser = Annotated[str, AfterValidator(_slack_user)]
+UserGroup = Annotated[str, AfterValidator(_user_group)]
 Id = Annotated[str, Field(pattern=ID_PATTERN, max_length=64)]
 
 
@@ -146,6 +165,8 @@ class IntegrationSpec(_Strict):
     timezone: str = "UTC"
     owner: SlackUser
     backups: list[SlackUser] = Field(default_factory=list)
+    # A Slack user group whose members are responders too.
+    team: UserGroup | None = None
     channel: str = Field(pattern=r"^[CG][A-Z0-9]{2,}$")
     runbook: str | None = None
     fields: list[FieldMapping] = Field(default_factory=list)
@@ -172,6 +193,9 @@ class IntegrationSpec(_Strict):
 
 
 class CatalogSpec(_Strict):
+    # Responders of every integration, and the only ones besides an owner who may silence
+    # for longer than a day: Slack user ids (or e-mails), or one user group.
+    admins: Annotated[list[str] | str, BeforeValidator(_admins)] = Field(default_factory=list)
     systems: list[SystemSpec] = Field(default_factory=list)
     integrations: list[IntegrationSpec] = Field(default_factory=list)
 
@@ -200,11 +224,36 @@ class CatalogInvalid(Exception):
 
 
 @dataclass(frozen=True)
+class Admins:
+    users: tuple[str, ...] = ()
+    group: str | None = None
+
+    @classmethod
+    def of(cls, value: list[str] | str) -> Admins:
+        return cls(group=value) if isinstance(value, str) else cls(users=tuple(value))
+
+    def as_json(self) -> dict[str, object]:
+        return {"users": list(self.users), "group": self.group}
+
+    @classmethod
+    def from_json(cls, value: object) -> Admins:
+        if not isinstance(value, dict):
+            return cls()
+        users = value.get("users")
+        group = value.get("group")
+        return cls(
+            users=tuple(str(u) for u in users) if isinstance(users, list) else (),
+            group=str(group) if isinstance(group, str) else None,
+        )
+
+
+@dataclass(frozen=True)
 class Catalog:
     systems: dict[str, SystemSpec]
     integrations: dict[str, IntegrationSpec]
     sha256: str = ""
     source: str = ""
+    admins: Admins = Admins()
 
     def integrations_touching(self, system_id: str) -> list[IntegrationSpec]:
         return [i for i in self.integrations.values() if system_id in (i.source, i.target)]
@@ -272,6 +321,7 @@ def parse_catalog(raw: bytes | str, filename: str = "catalog.yml") -> Catalog:
         integrations={i.id: i for i in spec.integrations},
         sha256=hashlib.sha256(data).hexdigest(),
         source=filename,
+        admins=Admins.of(spec.admins),
     )
 
 
@@ -363,6 +413,8 @@ def _pattern_message(loc: tuple[Any, ...], value: Any) -> str:
         return f"{value!r} is not a valid id: use lowercase letters, digits and dashes"
     if last in ("url", "status_page"):
         return f"{value!r} must start with http:// or https://"
+    if last == "team":
+        return f"{value!r} is not a Slack user group ID (like S0123ABCD)"
     if last == "key":
         return f"{value!r} may hold only letters, digits, dashes and underscores"
     return f"{value!r} has the wrong form"

@@ -14,9 +14,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from commands.catalog.spec import Catalog, CatalogInvalid
+from commands.catalog.spec import Admins, Catalog, CatalogInvalid
 from commands.monitors.heartbeats import sync_heartbeats
-from storage.models import CatalogLoad, Integration, System
+from storage.models import CatalogLoad, CatalogSetting, Integration, System
+from storage.models.catalog import ADMINS_SETTING
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class SyncResult:
     updated: list[str]
     removed: list[str]
     restored: list[str]
+    admins_changed: bool = False
 
     def summary(self) -> str:
         parts = [
@@ -32,6 +34,8 @@ class SyncResult:
             for name in ("added", "updated", "removed", "restored")
             if getattr(self, name)
         ]
+        if self.admins_changed:
+            parts.append("admins changed")
         return ", ".join(parts) or "no changes"
 
 
@@ -105,8 +109,11 @@ def sync_catalog(session: Session, catalog: Catalog, path: str, now: datetime) -
     # The monitors' own rows follow the catalog in the same transaction, so a ping to a
     # heartbeat just added is known the moment the catalog is.
     sync_heartbeats(session, now)
+    admins_changed = _sync_setting(
+        session, ADMINS_SETTING, catalog.admins.as_json(), Admins().as_json(), now
+    )
 
-    result = SyncResult(added, updated, removed, restored)
+    result = SyncResult(added, updated, removed, restored, admins_changed)
     if result.summary() == "no changes" and last_accepted_sha(session) == catalog.sha256:
         # A restart, or a second process, re-reading the same file is not worth a row.
         return result
@@ -121,6 +128,21 @@ def sync_catalog(session: Session, catalog: Catalog, path: str, now: datetime) -
         )
     )
     return result
+
+
+def _sync_setting(
+    session: Session, key: str, value: object, default: object, now: datetime
+) -> bool:
+    """Store a top-level setting; whether it differs from what held before (its default
+    when none was stored)."""
+    row = session.get(CatalogSetting, key)
+    if row is None:
+        session.add(CatalogSetting(key=key, value=value, updated_at=now))
+        return value != default
+    if row.value == value:
+        return False
+    row.value, row.updated_at = value, now
+    return True
 
 
 def record_refusal(

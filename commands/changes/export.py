@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import csv
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TextIO
 
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from commands.core.matching import Candidate, find
+from commands.core.spreadsheet import text_cell, time_cell
 from storage.models import Change, Integration
 
 HEADER = (
@@ -27,25 +28,7 @@ HEADER = (
     "edited_at",
     "deleted_at",
 )
-# What makes a spreadsheet read a cell as a formula (OWASP's list: tab and carriage return
-# as well as = + - @). `=HYPERLINK(…)` in a summary must stay text when the file is opened.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _BATCH = 500
-
-
-def _when(moment: datetime | None) -> str:
-    """ISO 8601 in UTC, with `Z`: what spreadsheets and other tools parse without asking."""
-    if moment is None:
-        return ""
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _text(value: str | None) -> str:
-    """A text cell, guarded against formula injection: one starting like a formula gets a
-    leading `'`, which spreadsheets take as "this is text" and do not show."""
-    if not value:
-        return ""
-    return "'" + value if value.startswith(_FORMULA_START) else value
 
 
 def _integration_id(session: Session, name: str) -> str:
@@ -98,18 +81,18 @@ def write_changes_csv(
         writer.writerow(
             (
                 change.id,
-                _text(change.integration_id),
-                _text(change.category),
-                _when(change.happened_at),
-                _when(change.logged_at),
-                _text(change.author),
-                _text(change.logged_by),
-                _text(change.source),
-                _text(change.summary),
-                _text(change.permalink),
-                _text(change.ticket_url),
-                _when(change.edited_at),
-                _when(change.deleted_at),
+                text_cell(change.integration_id),
+                text_cell(change.category),
+                time_cell(change.happened_at),
+                time_cell(change.logged_at),
+                text_cell(change.author),
+                text_cell(change.logged_by),
+                text_cell(change.source),
+                text_cell(change.summary),
+                text_cell(change.permalink),
+                text_cell(change.ticket_url),
+                time_cell(change.edited_at),
+                time_cell(change.deleted_at),
             )
         )
         written += 1

@@ -24,6 +24,7 @@ from commands.catalog.lookups import resolve_integration, usage
 from commands.core.render import blocks as bk
 from commands.core.render.mrkdwn import escape, link, mention, truncate
 from commands.core.replies import Invocation, Reply
+from commands.permissions.check import Visibility, private_refusal
 from storage.models import Change, Integration
 
 VERB = "changes"
@@ -143,9 +144,18 @@ def changes_reply(
         if isinstance(resolved, Reply):
             return resolved
         integ = resolved
+        refusal = private_refusal(session, inv.actor, integ, inv.now, f"changes of {integ.id}")
+        if refusal is not None:
+            return Reply(text=refusal.message, blocks=[bk.section(refusal.message)])
     conditions: list[ColumnElement[bool]] = [Change.deleted_at.is_(None)]
     if integ is not None:
         conditions.append(Change.integration_id == integ.id)
+    else:
+        # Those of private channels' integrations are left out where they may not be seen.
+        visible = Visibility(session, inv.actor)
+        hidden = [i.id for i in session.scalars(select(Integration)) if not visible(i)]
+        if hidden:
+            conditions.append(Change.integration_id.not_in(hidden))
     if query.days is not None:
         conditions.append(Change.happened_at >= inv.now - timedelta(days=query.days))
     total = session.scalar(select(func.count()).select_from(Change).where(*conditions)) or 0

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from commands.core.render.blocks import Block
+from commands.permissions.people import UNKNOWN, Actor, Directory, Surface
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,13 @@ class Invocation:
     now: datetime
     # Where the bot is reachable from outside (INTEG_PUBLIC_URL), for URLs it shows.
     public_url: str | None = None
+    # Who the person is, as the workspace says; knowing nobody, it refuses what needs a role.
+    directory: Directory = UNKNOWN
+    surface: Surface = Surface.SLASH
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(self.user_id, self.channel_id, self.surface, self.directory)
 
 
 @dataclass(frozen=True)

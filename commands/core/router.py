@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from sqlalchemy.orm import Session
 
-from commands.alerts import actions as alert_actions
+from commands.alerts import replies as alert_replies
 from commands.catalog import diagram, impact, lookups
 from commands.changes import from_chat as change_log
 from commands.changes import listing as change_list
@@ -17,6 +17,9 @@ from commands.core.render import blocks as bk
 from commands.core.render.mrkdwn import escape, typed_words
 from commands.core.replies import Invocation, Reply
 from commands.monitors import heartbeat_reply
+from commands.permissions import replies as audit_reply
+from commands.permissions.check import permit
+from commands.permissions.rules import Action
 from commands.reviews import actions as reviews
 
 # Longer than any real command; past this the text is not worth parsing, only refusing.
@@ -27,6 +30,15 @@ Handler = Callable[[Session, Invocation, str], Reply]
 # The first word typed, and the space before it.
 _VERB_PREFIX = re.compile(r"^\s*/?\S+")
 
+# What a verb needs before it runs; a verb that acts on one integration checks the rest
+# (responders, owner or admin) once it knows which.
+GATES: dict[str, Action] = {
+    "help": Action.HELP,
+    "status": Action.STATUS,
+    "ack": Action.ACK,
+    "log": Action.LOG_CHANGE,
+}
+
 HANDLERS: dict[str, Handler] = {
     "help": lambda session, inv, _args: lookups.help_reply(session, inv),
     "list": lookups.list_reply,
@@ -35,16 +47,18 @@ HANDLERS: dict[str, Handler] = {
     "runbook": lookups.runbook_reply,
     "info": lookups.info_reply,
     "support": lookups.support_reply,
-    "alerts": alert_actions.alerts_reply,
-    "ack": alert_actions.ack_reply,
-    "resolve": alert_actions.resolve_reply,
-    "silence": alert_actions.silence_reply,
+    "alerts": alert_replies.alerts_reply,
+    "ack": alert_replies.ack_reply,
+    "resolve": alert_replies.resolve_reply,
+    "silence": alert_replies.silence_reply,
+    "unsilence": alert_replies.unsilence_reply,
     "heartbeat": heartbeat_reply.heartbeat_reply,
     "reviews": reviews.reviews_reply,
     "review": reviews.review_reply,
     "impact": impact.impact_reply,
     "changes": change_list.changes_reply,
     "diagram": diagram.diagram_reply,
+    "audit": audit_reply.audit_reply,
     # Given the raw text, not the words: a logged change keeps its lines and spacing.
     "log": lambda session, inv, _args: change_log.log_reply(session, inv, _raw_args(inv.text)),
 }
@@ -66,9 +80,21 @@ def handle(session: Session, inv: Invocation) -> Reply:
     if verb == "integ" and args:  # "/integ /integ status" pasted twice
         return handle(session, replace(inv, text=_raw_args(inv.text)))
     handler = HANDLERS.get(verb)
-    if handler is not None:
-        return handler(session, inv, _first_word_or_all(verb, args))
-    return _unknown_verb(verb)
+    if handler is None:
+        return _unknown_verb(verb)
+    refused = gate(session, inv, verb)
+    if refused is not None:
+        return refused
+    return handler(session, inv, _first_word_or_all(verb, args))
+
+
+def gate(session: Session, inv: Invocation, verb: str) -> Reply | None:
+    """The refusal when the person may not use `verb` at all (a guest, say), recorded."""
+    action = GATES.get(verb, Action.READ)
+    refusal = permit(session, inv.actor, action, None, inv.now, f"/integ {verb}")
+    if refusal is None:
+        return None
+    return Reply(text=refusal.message, blocks=[bk.section(refusal.message)])
 
 
 def _raw_args(text: str) -> str:

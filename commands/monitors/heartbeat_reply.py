@@ -13,6 +13,8 @@ from commands.core.render.mrkdwn import escape
 from commands.core.replies import Invocation, Reply
 from commands.monitors.heartbeats import Schedule
 from commands.monitors.status_lines import HEARTBEAT_WORDS, ago
+from commands.permissions.check import permit
+from commands.permissions.rules import Action
 from storage.models import Heartbeat
 
 
@@ -21,6 +23,10 @@ def heartbeat_reply(session: Session, inv: Invocation, name: str) -> Reply:
     if isinstance(resolved, Reply):
         return resolved
     integ = resolved
+    # The URL holds a secret that lets its bearer report the job healthy.
+    refusal = permit(session, inv.actor, Action.HEARTBEAT, integ, inv.now, "heartbeat key")
+    if refusal is not None:
+        return Reply(text=refusal.message, blocks=[bk.section(refusal.message)])
     row = session.get(Heartbeat, integ.id)
     schedule = Schedule.of(integration_spec(integ))
     if row is None or schedule is None:
@@ -50,6 +56,7 @@ def heartbeat_reply(session: Session, inv: Invocation, name: str) -> Reply:
         f"*Ping URL:* `{url}` (add `/start` when a run begins, `/fail` when it fails; POST a "
         "log of up to 100 kB)"
     )
+    lines.append(f"*Key last changed:* {_when(row.key_changed_at, schedule, now=inv.now)}")
     if not inv.public_url:
         lines.append("_Set INTEG_PUBLIC_URL on the bot to see the full URL here._")
     text = "\n".join(lines)

@@ -159,10 +159,13 @@ def sync_heartbeats(session: Session, now: datetime) -> None:
                     expected_at=expected,
                     due_at=expected + schedule.grace,
                     schedule=schedule.signature,
+                    key_changed_at=now,
                 )
             )
             continue
-        row.key = key
+        if row.key != key:
+            # The old key stops working with this transaction: a leaked URL is dead at once.
+            row.key, row.key_changed_at = key, now
         if row.schedule != schedule.signature:
             # A new schedule applies from now: the run awaited is the next one it names.
             row.schedule = schedule.signature

@@ -18,6 +18,10 @@ from commands.catalog.state import review_due
 from commands.core.render import blocks as bk
 from commands.core.render.mrkdwn import escape, mention
 from commands.core.replies import Invocation, Reply
+from commands.permissions import audit
+from commands.permissions.check import permit_on
+from commands.permissions.people import Actor
+from commands.permissions.rules import Action
 from commands.reviews.messages import (
     CHECKLIST,
     CHECKLIST_KEYS,
@@ -190,6 +194,58 @@ def reassign(
     return Outcome(True, f"Reassigned to {mention(assignee)}.")
 
 
+def may_review(
+    session: Session, actor: Actor, integration_id: str, now: datetime, action: Action
+) -> Outcome | None:
+    """None when `actor` may do `action` to the review of the integration: its responders."""
+    integ = queries.integration(session, integration_id)
+    if integ is None:
+        return Outcome(False, f"No integration called `{escape(integration_id)}` any more.")
+    refusal = permit_on(session, actor, action, integ, now, f"review of {integ.id}")
+    return Outcome(False, refusal.message) if refusal is not None else None
+
+
+def snooze_as(
+    session: Session, actor: Actor, nudge_id: int, now: datetime, actions: ReviewActions
+) -> Outcome:
+    nudge = _waiting_nudge(session, nudge_id)
+    if isinstance(nudge, Outcome):
+        return nudge
+    refused = may_review(session, actor, nudge.integration_id, now, Action.SNOOZE)
+    if refused is not None:
+        return refused
+    return snooze(session, nudge_id, actor.user_id, now, actions)
+
+
+def reassign_as(
+    session: Session,
+    actor: Actor,
+    nudge_id: int,
+    assignee: str,
+    now: datetime,
+    actions: ReviewActions,
+    thread_ts: str | None = None,
+) -> Outcome:
+    nudge = _waiting_nudge(session, nudge_id)
+    if isinstance(nudge, Outcome):
+        return nudge
+    refused = may_review(session, actor, nudge.integration_id, now, Action.REASSIGN)
+    if refused is not None:
+        return refused
+    outcome = reassign(session, nudge_id, assignee, actor.user_id, now, actions, thread_ts)
+    if outcome.changed:
+        audit.record(
+            session,
+            actor,
+            Action.REASSIGN,
+            nudge.integration_id,
+            f"review #{nudge_id}",
+            now,
+            detail=f"to {assignee}",
+        )
+    return outcome
+
+
 def reviews_reply(session: Session, inv: Invocation, _args: str) -> Reply:
     today = inv.now.date()
     last = latest_reviews(session)
@@ -208,6 +264,9 @@ def review_form(
     found = resolve_integration(session, inv, name, "review")
     if isinstance(found, Reply):
         return found
+    refused = may_review(session, inv.actor, found.id, inv.now, Action.REVIEW)
+    if refused is not None:
+        return Reply(text=refused.message, blocks=[bk.section(refused.message)])
     return review_modal(found, callback_id, waiting_nudge(session, found.id))
 
 

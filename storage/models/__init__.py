@@ -11,8 +11,9 @@ from storage.models.alerts import (
     ReceivedEvent,
     Silence,
 )
+from storage.models.audit import AuditEntry
 from storage.models.base import NAMING, Base
-from storage.models.catalog import CatalogLoad, Integration, System
+from storage.models.catalog import CatalogLoad, CatalogSetting, Integration, System
 from storage.models.changes import Change, ChangeCategory, ChangeSource
 from storage.models.monitors import (
     Heartbeat,
@@ -40,8 +41,10 @@ __all__ = [
     "AlertSource",
     "AlertStatus",
     "AlertTransition",
+    "AuditEntry",
     "Base",
     "CatalogLoad",
+    "CatalogSetting",
     "Change",
     "ChangeCategory",
     "ChangeSource",

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     ForeignKey,
     Integer,
     String,
@@ -59,6 +60,20 @@ class Integration(Base):
         if self.source_id == self.target_id:
             return [self.source]
         return [self.source, self.target]
+
+
+# The key of the catalog's top-level `admins` in `catalog_settings`.
+ADMINS_SETTING = "admins"
+
+
+class CatalogSetting(Base):
+    """A top-level setting of the catalog (such as `admins`), as last synced."""
+
+    __tablename__ = "catalog_settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON)
+    updated_at: Mapped[datetime]
 
 
 class CatalogLoad(Base):

@@ -49,6 +49,8 @@ class Heartbeat(Base):
     integration_id: Mapped[str] = mapped_column(ForeignKey("integrations.id"), primary_key=True)
     # The secret in the ping URL; unique across the catalog.
     key: Mapped[str] = mapped_column(String(100), unique=True)
+    # When the key was last set, so `/integ heartbeat` can say how old the secret is.
+    key_changed_at: Mapped[datetime | None]
     status: Mapped[str] = mapped_column(String(10), default=HeartbeatStatus.NEW)
     last_ping_at: Mapped[datetime | None]  # last success
     last_start_at: Mapped[datetime | None]

@@ -6,7 +6,8 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from bot import wire_ids
-from commands.alerts.actions import acknowledge, resolve, silence
+from commands.alerts.actions import acknowledge, resolve
+from commands.alerts.silences import silence
 from commands.alerts.ingest import ingest
 from commands.alerts.messages import AlertActions, render_current
 from commands.alerts.payloads import parse_generic

@@ -411,7 +411,8 @@ def test_reassign_records_who_and_mentions_them_in_the_thread(slack_server, fake
 def test_integ_review_opens_the_review_form_now_with_the_commands_trigger_id(
     slack_server, fake_slack
 ):
-    body = slash_command_body("review crm")
+    # As its owner: only an integration's responders may review it.
+    body = slash_command_body("review crm", user_id="U0OWNER01")
     with slack_server.client() as client:
         response = client.post("/slack/events", content=body, headers=signed_headers(body))
         assert response.status_code == 200
