@@ -15,7 +15,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
@@ -115,7 +115,10 @@ class SlackDirectory:
                 return entry, None
             future = self._pending.get(key)
             if future is None:
-                future = self._pool.submit(self._refresh, key, fetch)
+                try:
+                    future = self._pool.submit(self._refresh, key, fetch)
+                except RuntimeError:  # closed: shutting down, what is known still serves
+                    return entry, None
                 self._pending[key] = future
             return entry, future
 
@@ -134,7 +137,7 @@ class SlackDirectory:
             return entry.value  # refreshed in the background meanwhile
         try:
             fetched = future.result(timeout=max(0.0, deadline - self._clock()))
-        except FutureTimeout:
+        except (FutureTimeout, CancelledError):
             fetched = None
         metrics.DIRECTORY_LOOKUPS.labels(what, "asked" if fetched else "unknown").inc()
         return fetched.value if fetched is not None else None
