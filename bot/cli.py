@@ -27,7 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     db = sub.add_parser("db", help="database tools")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("upgrade", help="apply migrations")
-    export = sub.add_parser("export", help="write the change log or the knowledge base out")
+    export = sub.add_parser(
+        "export", help="write the change log, the audit trail or the knowledge base out"
+    )
     export_sub = export.add_subparsers(dest="export_command", required=True)
     changes = export_sub.add_parser("changes", help="the change log as CSV, oldest first")
     changes.add_argument(
@@ -35,6 +37,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     changes.add_argument("--integration", metavar="I", help="one integration's changes")
     changes.add_argument(
+        "-o", "--output", type=Path, metavar="FILE", help="write here instead of stdout"
+    )
+    audit = export_sub.add_parser("audit", help="the audit trail as CSV, oldest first")
+    audit.add_argument(
+        "--since", type=_day, metavar="DATE", help="entries on or after this day (YYYY-MM-DD)"
+    )
+    audit.add_argument("--integration", metavar="I", help="one integration's entries")
+    audit.add_argument(
         "-o", "--output", type=Path, metavar="FILE", help="write here instead of stdout"
     )
     kb = export_sub.add_parser("kb", help="Markdown pages and the diagram, for a wiki")
@@ -97,13 +107,19 @@ def _day(text: str) -> date:
 
 
 def run_export(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.export import ExportError, export_changes, export_kb
+    from bot.export import ExportError, export_audit, export_changes, export_kb
 
     try:
         if args.export_command == "changes":
             count = export_changes(settings, args.output, args.since, args.integration)
             if args.output is not None:
                 print(f"{count} change{'s' if count != 1 else ''} written to {args.output}")
+            return 0
+        if args.export_command == "audit":
+            count = export_audit(settings, args.output, args.since, args.integration)
+            if args.output is not None:
+                entries = "audit entry" if count == 1 else "audit entries"
+                print(f"{count} {entries} written to {args.output}")
             return 0
         written = export_kb(settings, args.directory)
     except ExportError as exc:

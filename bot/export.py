@@ -1,5 +1,6 @@
-"""`integ-bot export changes` and `integ-bot export kb`: the change log as CSV and the
-knowledge base as Markdown, read from the database the bot keeps.
+"""`integ-bot export changes`, `integ-bot export audit` and `integ-bot export kb`: the change
+log and the audit trail as CSV and the knowledge base as Markdown, read from the database the
+bot keeps.
 
 An export only reads. It neither migrates the database nor loads a catalog into it: run
 against production from another directory, a catalog found there (or the bundled example)
@@ -8,10 +9,11 @@ would otherwise mark every real integration removed."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, time
 from pathlib import Path
+from typing import TextIO
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -20,7 +22,9 @@ from bot import graphviz
 from bot.deps import utcnow
 from bot.settings import Settings
 from commands.catalog.knowledge_base import write_kb
+from commands.changes.export import _integration_id as integration_id
 from commands.changes.export import write_changes_csv
+from commands.permissions.audit import write_audit_csv
 from storage.db import make_engine, make_session_factory
 from storage.migrate import is_current
 
@@ -34,20 +38,47 @@ def export_changes(
 ) -> int:
     """Write the CSV to `output` (stdout when None); how many entries. `since` is a day,
     from its midnight UTC."""
-    start = datetime.combine(since, time(), tzinfo=UTC) if since is not None else None
+    start = _midnight(since)
     with _reading(settings) as session:
-        try:
-            if output is None:
-                return write_changes_csv(session, sys.stdout, start, integration)
-            partial = output.with_name(output.name + ".partial")
-            with partial.open("w", encoding="utf-8", newline="") as out:
-                count = write_changes_csv(session, out, start, integration)
-            partial.replace(output)  # a reader never sees half a file
-            return count
-        except ValueError as exc:  # an unknown integration, found before a row is written
-            if output is not None:
-                output.with_name(output.name + ".partial").unlink(missing_ok=True)
-            raise ExportError(str(exc)) from None
+        return _write_csv(output, lambda out: write_changes_csv(session, out, start, integration))
+
+
+def export_audit(
+    settings: Settings, output: Path | None, since: date | None, integration: str | None
+) -> int:
+    """The audit trail as CSV to `output` (stdout when None), oldest first; how many rows.
+    `since` is a day, from its midnight UTC; `integration` an id or a name, any case."""
+    start = _midnight(since)
+    with _reading(settings) as session:
+
+        def write(out: TextIO) -> int:
+            # Resolved before the header is written: an unknown name leaves no output.
+            wanted = integration_id(session, integration) if integration is not None else None
+            return write_audit_csv(session, out, start, wanted)
+
+        return _write_csv(output, write)
+
+
+def _midnight(day: date | None) -> datetime | None:
+    return datetime.combine(day, time(), tzinfo=UTC) if day is not None else None
+
+
+def _write_csv(output: Path | None, write: Callable[[TextIO], int]) -> int:
+    """`write` to stdout, or to `output` through a `.partial` file renamed when complete.
+    A ValueError from `write` (an unknown integration, raised before a row is written)
+    becomes an ExportError, and no file is left behind."""
+    try:
+        if output is None:
+            return write(sys.stdout)
+        partial = output.with_name(output.name + ".partial")
+        with partial.open("w", encoding="utf-8", newline="") as out:
+            count = write(out)
+        partial.replace(output)  # a reader never sees half a file
+        return count
+    except ValueError as exc:
+        if output is not None:
+            output.with_name(output.name + ".partial").unlink(missing_ok=True)
+        raise ExportError(str(exc)) from None
 
 
 def export_kb(settings: Settings, directory: Path) -> list[Path]:
