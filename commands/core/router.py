@@ -30,14 +30,16 @@ Handler = Callable[[Session, Invocation, str], Reply]
 # The first word typed, and the space before it.
 _VERB_PREFIX = re.compile(r"^\s*/?\S+")
 
-# What a verb needs before it runs; a verb that acts on one integration checks the rest
-# (responders, owner or admin) once it knows which.
+# What a verb needs before it runs. Those that act on one integration's things check
+# everything themselves once they know which integration, so the audit trail names it.
 GATES: dict[str, Action] = {
     "help": Action.HELP,
     "status": Action.STATUS,
-    "ack": Action.ACK,
     "log": Action.LOG_CHANGE,
 }
+CHECKED_BY_THE_VERB = frozenset(
+    {"ack", "resolve", "silence", "unsilence", "heartbeat", "audit", "review"}
+)
 
 HANDLERS: dict[str, Handler] = {
     "help": lambda session, inv, _args: lookups.help_reply(session, inv),
@@ -90,7 +92,9 @@ def handle(session: Session, inv: Invocation) -> Reply:
 
 def gate(session: Session, inv: Invocation, verb: str) -> Reply | None:
     """The refusal when the person may not use `verb` at all (a guest, say), recorded."""
-    action = GATES.get(verb, Action.READ)
+    if verb in CHECKED_BY_THE_VERB:
+        return None
+    action = GATES.get(verb, Action.COMMAND)
     refusal = permit(session, inv.actor, action, None, inv.now, f"/integ {verb}")
     if refusal is None:
         return None

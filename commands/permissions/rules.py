@@ -20,7 +20,8 @@ class Need(enum.Enum):
 class Action(enum.StrEnum):
     HELP = "help"
     STATUS = "status"
-    READ = "read"  # owners, runbook, info, support, impact, diagram, list, alerts, changes…
+    COMMAND = "command"  # any `/integ` verb but help and status, before it runs
+    READ = "read"  # the alerts or changes of one integration
     LOG_CHANGE = "log change"
     ACK = "acknowledge"
     RESOLVE = "resolve"
@@ -38,6 +39,7 @@ class Action(enum.StrEnum):
 NEEDS: dict[Action, Need] = {
     Action.HELP: Need.ANYONE,
     Action.STATUS: Need.ANYONE,
+    Action.COMMAND: Need.MEMBER,
     Action.READ: Need.MEMBER,
     Action.LOG_CHANGE: Need.MEMBER,
     Action.ACK: Need.MEMBER,
@@ -55,7 +57,8 @@ NEEDS: dict[Action, Need] = {
 
 # What a person was trying to do, as the refusal says it: "Only … may <this>."
 DOING: dict[Action, str] = {
-    Action.READ: "use this command",
+    Action.COMMAND: "use this command",
+    Action.READ: "see this",
     Action.LOG_CHANGE: "log changes",
     Action.ACK: "acknowledge alerts",
     Action.RESOLVE: "resolve its alerts",

@@ -7,10 +7,10 @@ from sqlalchemy import select
 
 from bot import wire_ids
 from commands.alerts.actions import acknowledge, resolve
-from commands.alerts.silences import silence
 from commands.alerts.ingest import ingest
 from commands.alerts.messages import AlertActions, render_current
 from commands.alerts.payloads import parse_generic
+from commands.alerts.silences import silence
 from storage.db import transaction
 from storage.models import Alert, OutboxMessage
 from tests.helpers.runtime import make_settings

@@ -14,7 +14,7 @@ from commands.changes import from_chat as change_log
 from commands.changes.from_chat import SourceMessage
 from commands.changes.messages import change_form
 from storage.db import transaction
-from storage.models import Change, Integration, OutboxMessage
+from storage.models import AuditEntry, Change, Integration, OutboxMessage
 from tests.helpers.runtime import make_settings
 from tests.helpers.slack_answers import block_kit_problems, strings_in
 from tests.helpers.slack_signing import (
@@ -594,4 +594,43 @@ def test_edits_and_deletions_of_messages_never_logged_are_answered_and_store_not
     }
     plain["event_id"] = "Ev0703"
     assert post(slack_server, event_body(plain)).status_code == 200
+    assert entries(slack_server) == []
+
+
+# -- who may log ----------------------------------------------------------------------------
+
+
+def test_a_guests_memo_logs_nothing_and_tells_them_why_privately(slack_server, fake_slack):
+    fake_slack.guest("U0GUEST01")
+    message = fake_slack.add_message(CRM_CHANNEL, "Rotated the SFTP key", "U0OWNER01")
+    reaction(slack_server, message, user="U0GUEST01", event_id="Ev0301")
+    assert entries(slack_server) == []
+    [told] = fake_slack.calls_to("chat.postEphemeral")
+    assert (told.args["channel"], told.args["user"]) == (CRM_CHANNEL, "U0GUEST01")
+    assert "everything else is for full members of this workspace" in told.args["text"]
+    assert fake_slack.calls_to("conversations.replies") == []  # the message was never read
+    with slack_server.runtime.deps.sessions() as session:
+        [row] = session.scalars(select(AuditEntry)).all()
+    assert (row.actor, row.action, row.allowed, row.surface) == (
+        "U0GUEST01",
+        "log change",
+        False,
+        "reaction",
+    )
+
+
+def test_an_external_users_shortcut_opens_no_form_and_tells_them_why(slack_server, fake_slack):
+    fake_slack.external("U0EXTERN1")
+    message = fake_slack.add_message(CRM_CHANNEL, "Changed the mapping", "U0OWNER01")
+    payload = load_payload("message_shortcut")
+    payload["callback_id"] = wire_ids.LOG_CHANGE_SHORTCUT
+    payload["user"]["id"] = "U0EXTERN1"
+    payload["channel"] = {"id": CRM_CHANNEL, "name": "integ-crm"}
+    payload["message_ts"] = message["ts"]
+    payload["message"] = message
+    payload["response_url"] = fake_slack.response_url("shortcut")
+    assert post(slack_server, interactive_body(payload)).status_code == 200
+    assert fake_slack.calls_to("views.open") == []
+    [told] = fake_slack.responses_to("shortcut")
+    assert "full members of this workspace" in told.args["text"]
     assert entries(slack_server) == []

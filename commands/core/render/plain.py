@@ -30,7 +30,7 @@ def to_plain(mrkdwn: str) -> str:
         lambda m: m.group(1) if m.group(1) == m.group(2) else f"{m.group(2)} ({m.group(1)})",
         mrkdwn,
     )
-    text = _BARE.sub(lambda m: (m.group(1) if m.group(1) in "@#" else "") + m.group(2), text)
+    text = _BARE.sub(_bare, text)
     parts = _CODE.split(text)  # odd indexes are code spans
     text = "".join(
         part
@@ -39,6 +39,13 @@ def to_plain(mrkdwn: str) -> str:
         for n, part in enumerate(parts)
     )
     return html.unescape(text).strip()
+
+
+def _bare(match: re.Match[str]) -> str:
+    sigil, target = match.group(1), match.group(2)
+    if sigil == "!" and target.startswith("subteam^"):  # a user group: @S0123
+        return "@" + target.removeprefix("subteam^")
+    return (sigil if sigil in "@#" else "") + target
 
 
 def _text_of(obj: dict[str, Any] | None) -> str:
