@@ -18,6 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from slack_sdk import WebClient
@@ -102,6 +103,17 @@ class SlackDirectory:
         started = self._start(("channel", channel_id), lambda: self._fetch_channel(channel_id))
         private = self._finish("channel", *started, self._clock() + self._wait)
         return private if isinstance(private, bool) else None
+
+    def channels_private(self, channel_ids: list[str]) -> dict[str, bool | None]:
+        # All asked at once and waited for together: a list of a hundred integrations'
+        # channels must not wait a hundred times.
+        started = {
+            channel: self._start(("channel", channel), partial(self._fetch_channel, channel))
+            for channel in dict.fromkeys(channel_ids)
+        }
+        deadline = self._clock() + self._wait
+        found = {channel: self._finish("channel", *s, deadline) for channel, s in started.items()}
+        return {channel: v if isinstance(v, bool) else None for channel, v in found.items()}
 
     # -- the cache ---------------------------------------------------------------------------
 

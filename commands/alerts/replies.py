@@ -42,7 +42,7 @@ def alerts_reply(session: Session, inv: Invocation, name: str) -> Reply:
             return _outcome_reply(Outcome(False, refusal.message))
         query = query.where(Alert.integration_name == resolved.id)
         title = f"Open alerts of {escape(resolved.name)}"
-    visible = Visibility(session, inv.actor)
+    visible = Visibility(session, inv.actor, session.scalars(select(Integration)).all())
     # Those of private channels' integrations are left out where they may not be seen.
     rows = list(
         islice(

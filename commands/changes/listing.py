@@ -152,8 +152,9 @@ def changes_reply(
         conditions.append(Change.integration_id == integ.id)
     else:
         # Those of private channels' integrations are left out where they may not be seen.
-        visible = Visibility(session, inv.actor)
-        hidden = [i.id for i in session.scalars(select(Integration)) if not visible(i)]
+        every = session.scalars(select(Integration)).all()
+        visible = Visibility(session, inv.actor, every)
+        hidden = [i.id for i in every if not visible(i)]
         if hidden:
             conditions.append(Change.integration_id.not_in(hidden))
     if query.days is not None:

@@ -3,6 +3,7 @@ to show, and records every refusal in the audit trail."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -140,18 +141,29 @@ def permit_on(
 
 
 class Visibility:
-    """`may_see` for many integrations in one answer, each asked once."""
+    """`may_see` for many integrations in one answer, each asked once, and the privacy of
+    their channels asked of the directory all at once."""
 
-    def __init__(self, session: Session, actor: Actor) -> None:
+    def __init__(
+        self, session: Session, actor: Actor, integrations: Sequence[Integration] = ()
+    ) -> None:
         self._session = session
         self._actor = actor
         self._seen: dict[str, bool] = {}
+        self._private = actor.directory.channels_private(
+            sorted({i.channel for i in integrations if i.channel != actor.channel_id})
+        )
 
     def __call__(self, integ: Integration | None) -> bool:
         if integ is None:
             return True  # an unknown integration's alert goes to the fallback channel
         if integ.id not in self._seen:
-            self._seen[integ.id] = may_see(self._session, self._actor, integ)
+            private = self._private.get(integ.channel, True)
+            self._seen[integ.id] = (
+                integ.channel == self._actor.channel_id
+                or private is False
+                or is_responder(self._session, self._actor, integ)
+            )
         return self._seen[integ.id]
 
 

@@ -382,3 +382,16 @@ def test_a_channels_privacy_is_cached(directory, fake_slack, monotonic):
     monotonic.advance(2)
     assert directory.channel_is_private("C0PUBLIC") is False  # stale, served at once
     eventually(lambda: directory.channel_is_private("C0PUBLIC") is True)
+
+
+def test_many_channels_are_asked_at_once_not_one_after_another(make_directory, fake_slack):
+    directory = make_directory(wait=2.0)
+    channels = [f"C0CHAN{n:03d}" for n in range(8)]
+    fake_slack.channels[channels[0]] = {"is_private": True}
+    fake_slack.delay_next("conversations.info", *([0.3] * len(channels)))
+
+    answer, elapsed = timed(lambda: directory.channels_private(channels))
+
+    assert answer == {c: c == channels[0] for c in channels}
+    assert elapsed < 1.2, f"{elapsed:.2f}s: one after another would take 2.4 s"
+    assert len(fake_slack.calls_to("conversations.info")) == len(channels)

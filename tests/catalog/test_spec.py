@@ -304,3 +304,43 @@ def test_catalog_check_on_a_missing_file_exits_1_naming_it(tmp_path):
     assert result.returncode == 1
     assert str(missing) in result.stdout
     assert "Traceback" not in result.stderr
+
+
+# -- roles ------------------------------------------------------------------------------------
+
+
+def test_admins_are_user_ids_and_e_mails_or_one_user_group(tmp_path):
+    listed = load_catalog(write(tmp_path, "admins: [U0ADMIN01, it-lead@example.edu]\n" + VALID))
+    assert (listed.admins.users, listed.admins.group) == (
+        ("U0ADMIN01", "it-lead@example.edu"),
+        None,
+    )
+    group = load_catalog(write(tmp_path, "admins: S0INTEGADM\n" + VALID))
+    assert (group.admins.users, group.admins.group) == ((), "S0INTEGADM")
+    assert load_catalog(write(tmp_path, VALID)).admins.users == ()
+
+
+@pytest.mark.parametrize(
+    ("admins", "message"),
+    [
+        ("C0INTEG01", "'C0INTEG01' is not a Slack user group ID (like S0123ABCD)"),
+        ("[S0INTEGADM]", "'S0INTEGADM' is neither a Slack user ID (U0123ABCD) nor an e-mail"),
+        ("{lead: U0ADMIN01}", "give a list of Slack user IDs, or one user group ID (S0123ABCD)"),
+    ],
+)
+def test_admins_of_the_wrong_shape_are_reported_on_their_line(tmp_path, admins, message):
+    text = VALID.replace("systems:\n", f"admins: {admins}\nsystems:\n", 1)
+    error = the_error(tmp_path, text)
+    assert (error.line, error.key) == (line_of(text, "admins:"), "admins")
+    assert error.message.startswith(message)
+
+
+def test_a_team_must_be_a_user_group(tmp_path):
+    assert (
+        load_catalog(write(tmp_path, VALID + "    team: S0CRMTEAM\n")).integrations["crm"].team
+        == "S0CRMTEAM"
+    )
+    text = VALID + "    team: U0OWNER02\n"
+    error = the_error(tmp_path, text)
+    assert (error.line, error.key) == (line_of(text, "team:"), "integrations[0].team")
+    assert error.message == "'U0OWNER02' is not a Slack user group ID (like S0123ABCD)"

@@ -308,3 +308,24 @@ def test_a_restart_with_the_same_catalog_records_no_new_load(database_url, tmp_p
 def test_an_empty_integrations_key_is_an_empty_catalog_not_an_error():
     catalog = parse_catalog("systems:\nintegrations:\n")
     assert catalog.integrations == {} and catalog.systems == {}
+
+
+def test_admins_are_stored_with_the_catalog_and_a_change_to_them_is_a_change(
+    runtime, catalog_path, clock
+):
+    from commands.permissions.roles import admins
+
+    with runtime.deps.sessions() as session:
+        assert admins(session).users == ()
+    data = example()
+    data["admins"] = ["U0ADMIN01"]
+    write_catalog(catalog_path, data)
+    clock.now += timedelta(minutes=5)
+    assert runtime.watcher.check() is True
+    assert catalog_loads(runtime)[-1].summary == "admins changed"
+    data["admins"] = "S0INTEGADM"
+    write_catalog(catalog_path, data)
+    clock.now += timedelta(minutes=5)
+    assert runtime.watcher.check() is True
+    with runtime.deps.sessions() as session:
+        assert (admins(session).users, admins(session).group) == ((), "S0INTEGADM")
