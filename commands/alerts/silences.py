@@ -30,9 +30,9 @@ def silence_as(
     now: datetime,
 ) -> Outcome:
     """Silence, if `actor` may: responders up to 24 hours, the owner or an admin longer."""
-    integ = queries.integration(session, integration_id)
-    if integ is None:
-        return Outcome(False, f"No integration called `{escape(integration_id)}`.")
+    integ = _integration(session, integration_id)
+    if isinstance(integ, Outcome):
+        return integ
     length = _length(duration)
     if isinstance(length, Outcome):
         return length
@@ -48,9 +48,9 @@ def silence_as(
 
 
 def unsilence_as(session: Session, actor: Actor, integration_id: str, now: datetime) -> Outcome:
-    integ = queries.integration(session, integration_id)
-    if integ is None:
-        return Outcome(False, f"No integration called `{escape(integration_id)}`.")
+    integ = _integration(session, integration_id)
+    if isinstance(integ, Outcome):
+        return integ
     refusal = permit(session, actor, Action.UNSILENCE, integ, now, "silence")
     if refusal is not None:
         return Outcome(False, refusal.message)
@@ -68,9 +68,9 @@ def silence(
     user_id: str,
     now: datetime,
 ) -> Outcome:
-    integ = queries.integration(session, integration_id)
-    if integ is None:
-        return Outcome(False, f"No integration called `{escape(integration_id)}`.")
+    integ = _integration(session, integration_id)
+    if isinstance(integ, Outcome):
+        return integ
     length = _length(duration)
     if isinstance(length, Outcome):
         return length
@@ -124,6 +124,13 @@ def unsilence(session: Session, integ: Integration, user_id: str, now: datetime)
         "alerts it held back are posted now.",
     )
     return Outcome(True, f":bell: *{escape(integ.name)}* is no longer silenced.")
+
+
+def _integration(session: Session, integration_id: str) -> Integration | Outcome:
+    integ = queries.integration(session, integration_id)
+    if integ is None:
+        return Outcome(False, f"No integration called `{escape(integration_id)}`.")
+    return integ
 
 
 def _length(duration: str) -> timedelta | Outcome:

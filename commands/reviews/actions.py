@@ -205,15 +205,22 @@ def may_review(
     return Outcome(False, refusal.message) if refusal is not None else None
 
 
-def snooze_as(
-    session: Session, actor: Actor, nudge_id: int, now: datetime, actions: ReviewActions
-) -> Outcome:
+def _nudge_for(
+    session: Session, actor: Actor, nudge_id: int, now: datetime, action: Action
+) -> ReviewNudge | Outcome:
+    """The waiting nudge, when `actor` may do `action` to it; otherwise why not."""
     nudge = _waiting_nudge(session, nudge_id)
     if isinstance(nudge, Outcome):
         return nudge
-    refused = may_review(session, actor, nudge.integration_id, now, Action.SNOOZE)
-    if refused is not None:
-        return refused
+    return may_review(session, actor, nudge.integration_id, now, action) or nudge
+
+
+def snooze_as(
+    session: Session, actor: Actor, nudge_id: int, now: datetime, actions: ReviewActions
+) -> Outcome:
+    nudge = _nudge_for(session, actor, nudge_id, now, Action.SNOOZE)
+    if isinstance(nudge, Outcome):
+        return nudge
     return snooze(session, nudge_id, actor.user_id, now, actions)
 
 
@@ -226,12 +233,9 @@ def reassign_as(
     actions: ReviewActions,
     thread_ts: str | None = None,
 ) -> Outcome:
-    nudge = _waiting_nudge(session, nudge_id)
+    nudge = _nudge_for(session, actor, nudge_id, now, Action.REASSIGN)
     if isinstance(nudge, Outcome):
         return nudge
-    refused = may_review(session, actor, nudge.integration_id, now, Action.REASSIGN)
-    if refused is not None:
-        return refused
     outcome = reassign(session, nudge_id, assignee, actor.user_id, now, actions, thread_ts)
     if outcome.changed:
         audit.record(
