@@ -84,17 +84,22 @@ def test_export_changes_refuses_an_unknown_integration_or_date_and_writes_no_fil
     assert "'last week' is not a date like 2026-11-01" in bad_day.stderr
 
 
-def shell(tmp_path, env, line):
-    """One /integ line at the console, which acts as an admin and is audited as the shell."""
-    result = run_cli("shell", "-c", f"/integ {line}", cwd=tmp_path, env=env)
+def shell(tmp_path, env, *lines):
+    """/integ lines typed at the console, which acts as an admin and is audited as the shell."""
+    typed = "".join(f"/integ {line}\n" for line in lines)
+    result = run_cli("shell", cwd=tmp_path, env=env, stdin=typed)
     assert result.returncode == 0, result.stderr
     return result.stdout
 
 
 def test_export_audit_writes_every_entry_oldest_first_with_formulas_as_text(tmp_path, env):
-    shell(tmp_path, env, 'silence crm 2h =HYPERLINK("http://evil") cutover, "quoted"')
-    shell(tmp_path, env, "unsilence crm")
-    shell(tmp_path, env, "silence hr-feed 1h planned outage")
+    shell(
+        tmp_path,
+        env,
+        'silence crm 2h =HYPERLINK("http://evil") cutover, "quoted"',
+        "unsilence crm",
+        "silence hr-feed 1h planned outage",
+    )
     result = run_cli("export", "audit", cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0] == ",".join(CSV_COLUMNS)
@@ -142,8 +147,7 @@ def add_audit_row(database_url, at, integration_id, detail):
 
 
 def test_export_audit_filters_by_integration_and_day_into_a_file(database_url, tmp_path, env):
-    shell(tmp_path, env, "silence crm 2h resync")
-    shell(tmp_path, env, "silence grades 1h term rollover")
+    shell(tmp_path, env, "silence crm 2h resync", "silence grades 1h term rollover")
     # Added last, so its id is the highest; it is still the oldest, and written first.
     add_audit_row(database_url, datetime(2020, 6, 1, 23, 59, tzinfo=UTC), "crm", "long ago")
 
