@@ -37,7 +37,7 @@ def silence_as(
     if isinstance(length, Outcome):
         return length
     action = silence_action(length)
-    subject = f"silence for {format_duration(length)}"
+    subject = f"for {format_duration(length)}"
     refusal = permit(session, actor, action, integ, now, subject)
     if refusal is not None:
         return Outcome(False, refusal.message)
@@ -51,12 +51,12 @@ def unsilence_as(session: Session, actor: Actor, integration_id: str, now: datet
     integ = _integration(session, integration_id)
     if isinstance(integ, Outcome):
         return integ
-    refusal = permit(session, actor, Action.UNSILENCE, integ, now, "silence")
+    refusal = permit(session, actor, Action.UNSILENCE, integ, now)
     if refusal is not None:
         return Outcome(False, refusal.message)
     outcome = unsilence(session, integ, actor.user_id, now)
     if outcome.changed:
-        audit.record(session, actor, Action.UNSILENCE, integ.id, "silence", now)
+        audit.record(session, actor, Action.UNSILENCE, integ.id, None, now)
     return outcome
 
 

@@ -116,7 +116,7 @@ def test_export_audit_writes_every_entry_oldest_first_with_formulas_as_text(tmp_
         "shell",
         "",
     )
-    assert first["subject"] == "silence for 2h"
+    assert first["subject"] == "for 2h"
     # A spreadsheet would run a cell starting with "="; the export makes it text.
     assert first["detail"] == '\'=HYPERLINK("http://evil") cutover, "quoted"'
     assert rows[2]["detail"] == "planned outage"

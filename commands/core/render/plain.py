@@ -18,6 +18,8 @@ _EMOJI = {
     ":rotating_light:": "!",
     ":book:": "",
     ":warning:": "!",
+    ":white_check_mark:": "✔",
+    ":no_entry:": "⛔",
 }
 _EMOJI_CODE = re.compile(r":[a-z0-9_+-]+:")
 # Code spans are shown as they are: a cron expression's `* * *` is not bold markers.
