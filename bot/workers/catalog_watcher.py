@@ -6,7 +6,7 @@ import gc
 import hashlib
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy.exc import IntegrityError
@@ -14,8 +14,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot import metrics
 from commands.catalog.spec import Catalog, CatalogInvalid, parse_catalog
-from commands.catalog.sync import record_refusal, sync_catalog
+from commands.catalog.sync import last_accepted, record_refusal, sync_catalog
 from storage.db import transaction
+from storage.models import CatalogLoad
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,8 @@ class CatalogWatcher:
         self.sessions = sessions
         self.clock = clock
         self.catalog: Catalog | None = None
+        # Why this process's file is not the catalog in force, for /healthz; None when it is.
+        self.warning: str | None = None
         self._seen_sha: str | None = None
 
     def check(self) -> bool:
@@ -53,7 +56,6 @@ class CatalogWatcher:
         sha = hashlib.sha256(raw).hexdigest()
         if sha == self._seen_sha:
             return False
-        self._seen_sha = sha
         try:
             catalog = parse_catalog(raw, str(self.path))
         except CatalogInvalid as exc:
@@ -62,16 +64,26 @@ class CatalogWatcher:
             log.error("catalog %s refused (%s):\n%s", self.path, kept, exc)
             with transaction(self.sessions) as session:
                 record_refusal(session, exc, str(self.path), sha, self.clock())
+            self._seen_sha = sha
             return False
+        written = datetime.fromtimestamp(self.path.stat().st_mtime, UTC)
         for attempt in (1, 2):
             try:
                 with transaction(self.sessions) as session:
+                    applied = last_accepted(session)
+                    if applied is not None and _older(sha, written, applied):
+                        self._refuse_older(sha, written, applied)
+                        return False
                     result = sync_catalog(session, catalog, str(self.path), self.clock())
                 break
             except IntegrityError:
                 # Another process inserted the same rows first; the second pass updates them.
                 if attempt == 2:
                     raise
+        # Only now that the sync is committed: a sync that failed (a locked database) is
+        # tried again on the next tick instead of being taken for done.
+        self._seen_sha = sha
+        self.warning = None
         self.catalog = catalog
         # The YAML node tree of a large catalog is tens of MB of small objects, held in
         # reference cycles by the loader; collect it now rather than whenever the collector
@@ -89,3 +101,19 @@ class CatalogWatcher:
             result.summary(),
         )
         return True
+
+    def _refuse_older(self, sha: str, written: datetime, applied: CatalogLoad) -> None:
+        """Another replica applied a newer file: reverting it from an old copy would mark
+        the integrations added since removed. Said once per file, and by /healthz."""
+        self._seen_sha = sha
+        self.warning = (
+            f"catalog {self.path} (written {written:%Y-%m-%d %H:%M:%S} UTC) is older than the "
+            f"catalog in force (applied {applied.loaded_at:%Y-%m-%d %H:%M:%S} UTC from "
+            f"{applied.path}); not applied. Update this file, or touch it to apply it anyway."
+        )
+        metrics.CATALOG_LOADS.labels("older").inc()
+        log.warning("%s", self.warning)
+
+
+def _older(sha: str, written: datetime, applied: CatalogLoad) -> bool:
+    return sha != applied.sha256 and written < applied.loaded_at

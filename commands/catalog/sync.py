@@ -155,6 +155,16 @@ def record_refusal(
     )
 
 
+def last_accepted(session: Session) -> CatalogLoad | None:
+    """The catalog in force: the last one whose sync committed."""
+    return session.scalars(
+        select(CatalogLoad)
+        .where(CatalogLoad.accepted.is_(True))
+        .order_by(CatalogLoad.id.desc())
+        .limit(1)
+    ).first()
+
+
 def last_accepted_sha(session: Session) -> str | None:
     return session.scalars(
         select(CatalogLoad.sha256)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+import os
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError
 
 from commands.catalog.spec import parse_catalog
 from commands.core.replies import Invocation
@@ -329,3 +331,88 @@ def test_admins_are_stored_with_the_catalog_and_a_change_to_them_is_a_change(
     assert runtime.watcher.check() is True
     with runtime.deps.sessions() as session:
         assert (admins(session).users, admins(session).group) == ((), "S0INTEGADM")
+
+
+# -- across replicas, and a sync that fails ----------------------------------------------------
+
+
+def _stamp(path: Path, moment: datetime) -> None:
+    os.utime(path, (moment.timestamp(), moment.timestamp()))
+
+
+def test_a_replica_with_an_older_file_does_not_revert_the_catalog_in_force(
+    database_url, tmp_path, make_runtime, clock
+):
+    first_file, second_file = tmp_path / "a" / "catalog.yml", tmp_path / "b" / "catalog.yml"
+    for path in (first_file, second_file):
+        path.parent.mkdir()
+        path.write_bytes(EXAMPLE_CATALOG.read_bytes())
+    _stamp(second_file, clock.now - timedelta(days=2))
+    first = make_runtime(make_settings(database_url, catalog=first_file))
+    # An integration added on the first replica, then a second replica starts with its old copy.
+    data = example()
+    data["integrations"].append({**integration_in(data, "crm"), "id": "crm-v2", "heartbeat": None})
+    write_catalog(first_file, data)
+    clock.now += timedelta(minutes=5)
+    _stamp(first_file, clock.now)
+    assert first.watcher.check() is True
+    clock.now += timedelta(minutes=5)
+    second = make_runtime(make_settings(database_url, catalog=second_file))
+
+    assert "crm-v2" in integration_rows(second)
+    assert integration_rows(second)["crm-v2"]["removed_at"] is None
+    assert second.watcher.warning is not None
+    assert "is older than the catalog in force" in second.watcher.warning
+    assert catalog_loads(second)[-1].sha256 == first.watcher.catalog.sha256
+
+    # Edited there later on purpose, it is applied.
+    _stamp(second_file, clock.now + timedelta(minutes=1))
+    second_file.write_bytes(second_file.read_bytes() + b"\n# reverted on purpose\n")
+    clock.now += timedelta(minutes=5)
+    assert second.watcher.check() is True
+    assert second.watcher.warning is None
+    assert integration_rows(second)["crm-v2"]["removed_at"] == clock.now
+
+
+def _failing_integration_updates(engine, on: bool) -> None:
+    with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            conn.execute(text("DROP TRIGGER IF EXISTS refuse_updates"))
+            if on:
+                conn.execute(
+                    text(
+                        "CREATE TRIGGER refuse_updates BEFORE UPDATE ON integrations "
+                        "BEGIN SELECT RAISE(FAIL, 'disk I/O error'); END"
+                    )
+                )
+            return
+        conn.execute(text("DROP TRIGGER IF EXISTS refuse_updates ON integrations"))
+        if on:
+            conn.execute(
+                text(
+                    "CREATE OR REPLACE FUNCTION refuse_updates() RETURNS trigger AS $$ "
+                    "BEGIN RAISE EXCEPTION 'disk I/O error'; END $$ LANGUAGE plpgsql"
+                )
+            )
+            conn.execute(
+                text(
+                    "CREATE TRIGGER refuse_updates BEFORE UPDATE ON integrations "
+                    "FOR EACH ROW EXECUTE FUNCTION refuse_updates()"
+                )
+            )
+
+
+def test_an_edit_whose_sync_failed_is_applied_on_the_next_check(runtime, catalog_path, clock):
+    data = example()
+    integration_in(data, "crm")["name"] = "Slate to Banner admissions (v2 API)"
+    write_catalog(catalog_path, data)
+    clock.now += timedelta(minutes=5)
+    _failing_integration_updates(runtime.engine, on=True)
+    with pytest.raises(DBAPIError):
+        runtime.watcher.check()
+    assert integration_rows(runtime)["crm"]["name"] == "Slate to Banner admissions"
+
+    _failing_integration_updates(runtime.engine, on=False)
+    assert runtime.watcher.check() is True
+    assert integration_rows(runtime)["crm"]["name"] == "Slate to Banner admissions (v2 API)"
+    assert catalog_loads(runtime)[-1].summary == "1 updated"
