@@ -58,6 +58,8 @@ log = logging.getLogger(__name__)
 KINDS = frozenset(kind.value for kind in OutboxKind)
 
 POLL_SECONDS = 0.2
+# How long stopping waits for a Slack call in flight (Docker allows 10 s for all of it).
+STOP_WAIT = 3.0
 MIN_PASS_GAP = 0.1
 PENDING_GAUGE_EVERY = 5.0  # seconds between counts of pending rows for the gauge
 RECORD_TRIES = 3
@@ -116,14 +118,27 @@ class OutboxWorker:
         )
         self._thread.start()
 
-    def stop(self, timeout: float = 15) -> None:
+    def stop(self, timeout: float = STOP_WAIT) -> None:
         self._stopping.set()
         self._wake.set()
         if self._thread is not None:
-            # A Slack call in flight finishes (10 s at most) and is recorded; if the process
-            # dies first, the lease expires and the message is sent by whoever looks next.
+            # A Slack call in flight that ends in time is recorded. One that does not is
+            # handed back, so that the process stops within Docker's 10 s and the next start
+            # sends it at once (after looking whether Slack got it) rather than when the
+            # lease runs out.
             self._thread.join(timeout)
+            if self._thread.is_alive():
+                self._hand_back()
             self._thread = None
+
+    def _hand_back(self) -> None:
+        try:
+            with transaction(self.deps.sessions) as session:
+                count = claims.hand_back(session, self.worker_id, self.deps.clock())
+        except Exception as exc:  # stopping anyway: the leases expire by themselves
+            log.warning("outbox worker %s: claims not handed back: %s", self.worker_id, exc)
+            return
+        log.info("outbox worker %s: handed back %d claimed messages", self.worker_id, count)
 
     def notify(self) -> None:
         """Something was queued: look now rather than at the next poll."""

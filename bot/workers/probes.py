@@ -110,7 +110,9 @@ class ProbeRunner:
             return checked
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        # Not waiting for a probe in flight (up to its timeout): stopping must fit in Docker's
+        # 10 s, and its claim's lease runs out so that the next start checks it again.
+        self._pool.shutdown(wait=False, cancel_futures=True)
         if self._own_client:
             self.client.close()
 

@@ -197,3 +197,32 @@ def hold_channel(session: Session, channel: str, now: datetime, until: datetime)
         .returning(ChannelPace.channel)
     )
     return created.first() is not None
+
+
+def hand_back(session: Session, worker: str, now: datetime) -> int:
+    """At shutdown, give back what this worker still holds, so that a restart (or another
+    replica) sends it at once instead of when the lease runs out; how many rows.
+
+    claimed_by stays: a call may have reached Slack before the process stopped, and a pending
+    row that still names a claimant is looked for in the channel before it is posted again.
+    """
+    m = OutboxMessage
+    held = session.execute(
+        select(m.channel, m.claimed_until).where(
+            m.claimed_by == worker, m.status == _PENDING, m.claimed_until.is_not(None)
+        )
+    ).all()
+    for channel, held_until in held:
+        session.execute(
+            update(ChannelPace)
+            .where(ChannelPace.channel == channel, ChannelPace.next_at <= held_until)
+            .values(next_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    session.execute(
+        update(m)
+        .where(m.claimed_by == worker, m.status == _PENDING)
+        .values(claimed_until=None)
+        .execution_options(synchronize_session=False)
+    )
+    return len(held)
