@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.settings import Settings
+from bot.workers.database_health import DatabaseHealth
 from commands.permissions.people import UNKNOWN, Directory
 
 
@@ -25,3 +26,8 @@ class Deps:
     # Who people are, as the workspace says (Slack's users and user groups, cached). Knowing
     # nobody, every action that needs a role is refused.
     directory: Directory = UNKNOWN
+    # Whether the database answers, as this process last found; made from the two above.
+    database: DatabaseHealth = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "database", DatabaseHealth(self.sessions, self.clock))

@@ -23,6 +23,10 @@ INTAKE_BATCH = Histogram(
     buckets=(1, 2, 5, 10, 20, 50, 100, 200),
 )
 PINGS = Counter("integ_pings_total", "Heartbeat pings answered, by kind", ["kind"])
+DATABASE_UP = Gauge(
+    "integ_database_up",
+    "1 while the database answers; 0 from a failure to answer until a check gets an answer",
+)
 DUTY_RUNS = Counter(
     "integ_duty_runs_total",
     "Scheduled duties run, by duty and result (ok, failed)",
@@ -39,4 +43,9 @@ DIRECTORY_LOOKUPS = Counter(
     "Who-is-this lookups (users, user groups, channels), by how they were answered "
     "(cached, stale while refreshed, asked, unknown)",
     ["what", "answer"],
+)
+RETENTION_DELETED = Counter(
+    "integ_retention_deleted_total",
+    "Rows deleted by the retention duty because they were older than their setting, by table",
+    ["table"],
 )

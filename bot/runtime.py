@@ -57,19 +57,20 @@ class Runtime:
 
     def tick(self) -> None:
         """Run every scheduled duty once; each in its own transactions (see bot.workers.duties)."""
-        if run_duties(self.duties) and self.outbox is not None:
+        if run_duties(self.duties, self.deps.database) and self.outbox is not None:
             self.outbox.notify()
 
     def check_probes(self) -> None:
         """Check the probes that are due; a job of its own, because a probe may take its
         whole timeout and escalations must not wait for it."""
-        if self.probes is not None:
+        # While the database does not answer, nothing could be claimed or recorded.
+        if self.probes is not None and not self.deps.database.down:
             self.probes.run_due()
 
     def poll_status_pages(self) -> None:
         """Poll the vendor status pages that are due; a job of its own, for the same reason
         as the probes: a vendor's page that hangs must not hold up anything else."""
-        if self.status_pages is not None:
+        if self.status_pages is not None and not self.deps.database.down:
             self.status_pages.run_due()
 
     def start_scheduler(self) -> None:
@@ -114,6 +115,7 @@ class Runtime:
             self.status_pages.close()
         if isinstance(self.deps.directory, SlackDirectory):
             self.deps.directory.close()
+        self.deps.database.close()
         self.engine.dispose()
 
 

@@ -6,14 +6,47 @@ import logging
 import signal
 import threading
 from types import FrameType
+from typing import TYPE_CHECKING, Any, Final
 
 import uvicorn
 from slack_sdk.errors import SlackApiError
 
 from bot.runtime import Runtime, StartupError, build_runtime
 from bot.settings import Settings
+from bot.web.http_protocol import GuardedHttpToolsProtocol
+
+if TYPE_CHECKING:
+    from slack_bolt import App
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
 
 log = logging.getLogger("integ-bot")
+
+# Connections open at once, and requests in progress at once; past either, uvicorn answers
+# 503 at once instead of queueing. Requests hold a body of up to 1 MiB each while they are
+# read and parsed, so this also bounds that memory. It counts idle connections too, which is
+# why they are closed: a request's head must come within HEAD_SECONDS
+# (bot/web/http_protocol.py), and a kept-alive connection that stays silent for
+# KEEP_ALIVE_SECONDS is closed. Far above what Slack, jobs and alerting servers need at once.
+LIMIT_CONCURRENCY: Final = 500
+# How long a connection may stay open, silent, after an answer, for the client's next
+# request. A proxy in front that keeps connections to the bot open must close them sooner
+# (nginx: `keepalive_timeout 4s;` in the upstream block), or it may send a request on one
+# the bot is closing and answer 502.
+KEEP_ALIVE_SECONDS: Final = 5
+
+
+def http_server_options() -> dict[str, Any]:
+    """uvicorn's settings against hostile or broken clients; the tests' server uses them too.
+
+    The parser is always httptools (a dependency), in the protocol that bounds a request's
+    head in time and size; uvicorn's `h11_max_incomplete_event_size` would bound the size for
+    h11 alone, so it is not set.
+    """
+    return {
+        "http": GuardedHttpToolsProtocol,
+        "limit_concurrency": LIMIT_CONCURRENCY,
+        "timeout_keep_alive": KEEP_ALIVE_SECONDS,
+    }
 
 
 def check_token(runtime: Runtime) -> None:
@@ -38,6 +71,72 @@ def check_token(runtime: Runtime) -> None:
     log.info("connected to Slack workspace %s as %s", identity.get("team"), identity.get("user"))
 
 
+# apps.connections.open answers no retry will change.
+_APP_TOKEN_REFUSED: Final = (
+    "invalid_auth",
+    "not_authed",
+    "account_inactive",
+    "token_revoked",
+    "not_allowed_token_type",
+)
+
+
+def _slack_error(exc: Exception) -> str:
+    """Slack's error code for a failed call (`invalid_auth`), or what went wrong otherwise."""
+    if isinstance(exc, SlackApiError) and exc.response is not None:
+        return str(exc.response.get("error"))
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _app_token_refused(exc: Exception) -> str | None:
+    error = _slack_error(exc)
+    return error if error in _APP_TOKEN_REFUSED else None
+
+
+def connect_socket_mode(bolt: App, app_token: str, stopping: threading.Event) -> SocketModeHandler:
+    """Open Socket Mode. An app token Slack refuses stops start-up, like a refused bot
+    token; while Slack is down (apps.connections.open fails or cannot be reached), this
+    keeps trying in the background, so that hooks and pings are served meanwhile. Once
+    connected, the client reconnects by itself."""
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    handler = SocketModeHandler(bolt, app_token)
+    try:
+        handler.connect()
+    except Exception as exc:
+        refused = _app_token_refused(exc)
+        if refused is not None:
+            handler.close()
+            raise StartupError(f"SLACK_APP_TOKEN: Slack refused the token ({refused})") from None
+        log.warning(
+            "Socket Mode cannot connect yet (%s); trying again in the background",
+            _slack_error(exc),
+        )
+        threading.Thread(
+            target=_keep_connecting, args=(handler, stopping), name="socket-mode", daemon=True
+        ).start()
+        return handler
+    log.info("Socket Mode connected")
+    return handler
+
+
+def _keep_connecting(handler: SocketModeHandler, stopping: threading.Event) -> None:
+    delay = 1.0
+    while not stopping.wait(delay):
+        try:
+            handler.connect()
+        except Exception as exc:
+            refused = _app_token_refused(exc)
+            if refused is not None:
+                log.error("SLACK_APP_TOKEN: Slack refused the token (%s); no Socket Mode", refused)
+                return
+            log.warning("Socket Mode cannot connect yet (%s); trying again", _slack_error(exc))
+            delay = min(delay * 2, 60.0)
+            continue
+        log.info("Socket Mode connected")
+        return
+
+
 def _exit_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again; with the
     # default handler that kills the process before `finally` below closes the scheduler,
@@ -48,6 +147,7 @@ def _exit_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
 def serve(settings: Settings, host: str, port: int) -> int:
     runtime = build_runtime(settings)
     socket_handler = None
+    stop_connecting = threading.Event()
     try:
         check_token(runtime)
         if settings.local_mode:
@@ -56,11 +156,9 @@ def serve(settings: Settings, host: str, port: int) -> int:
                 "messages meant for Slack are printed here; `integ-bot shell` answers /integ."
             )
         if runtime.bolt is not None and settings.slack_app_token:
-            from slack_bolt.adapter.socket_mode import SocketModeHandler
-
-            socket_handler = SocketModeHandler(runtime.bolt, settings.slack_app_token)
-            socket_handler.connect()
-            log.info("Socket Mode connected")
+            socket_handler = connect_socket_mode(
+                runtime.bolt, settings.slack_app_token, stop_connecting
+            )
         runtime.start_scheduler()
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, _exit_on_sigterm)
@@ -72,8 +170,10 @@ def serve(settings: Settings, host: str, port: int) -> int:
             log_level="warning",
             access_log=False,
             timeout_graceful_shutdown=10,
+            **http_server_options(),
         )
     finally:
+        stop_connecting.set()
         if socket_handler is not None:
             socket_handler.close()
         runtime.close()

@@ -26,6 +26,9 @@ def upgrade(engine: Engine) -> None:
     config = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
+            # A migration may rewrite a big table, or wait here for another replica's: the
+            # statement timeout every connection gets (storage.db) is lifted for it.
+            connection.execute(text("SET LOCAL statement_timeout = 0"))
             # Replicas starting together on an empty database would both create the tables
             # and one would fail; the lock (released at commit) makes the second find the
             # schema at head and do nothing.

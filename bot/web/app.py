@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from urllib.parse import parse_qsl
 
 import anyio.to_thread
 from anyio import CapacityLimiter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from slack_bolt import App, BoltRequest
+from slack_bolt import App, BoltRequest, BoltResponse
 from slack_bolt.context import BoltContext
 from slack_bolt.request.internals import build_context
-from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -29,7 +28,13 @@ from bot import metrics
 from bot.deps import Deps
 from bot.web.hooks import make_hook_endpoint
 from bot.web.pings import make_ping_endpoint
-from bot.web.request_body import BodyTooLarge, read_body
+from bot.web.request_body import CLOSE, BodyRefused, read_body
+from bot.web.slack_request import (
+    MalformedBody,
+    checked_body,
+    signature_is_valid,
+    timestamp_is_fresh,
+)
 from bot.workers.intake_writer import IntakeWriter
 
 log = logging.getLogger(__name__)
@@ -65,6 +70,19 @@ def _bolt_request(body: str, *, query: str, headers: dict[str, str | Sequence[st
     return request
 
 
+def _dispatch(
+    bolt: App, body: bytes, query: str, headers: Mapping[str, Sequence[str]]
+) -> BoltResponse:
+    """A signed request, in a worker thread: checked, then handed to Bolt. Parsing a body
+    of up to 1 MiB takes long enough that it must not happen on the event loop."""
+    content_type = next(iter(headers.get("content-type", ())), None)
+    try:
+        text = checked_body(body, content_type)
+    except MalformedBody as exc:
+        return BoltResponse(status=400, body={"error": str(exc)})
+    return bolt.dispatch(_bolt_request(text, query=query, headers=dict(headers)))
+
+
 def build_http_app(
     deps: Deps,
     bolt: App | None,
@@ -89,17 +107,28 @@ def build_http_app(
                 },
                 status_code=503,
             )
+        secret = deps.settings.slack_signing_secret
+        timestamp = request.headers.get("x-slack-request-timestamp")
+        signature = request.headers.get("x-slack-signature")
+        # Cheap checks first: a request without a fresh timestamp or any signature is
+        # refused before its body is read, and nothing unsigned is ever parsed.
+        if secret is None or timestamp is None or signature is None:
+            return JSONResponse({"error": "not signed by Slack"}, status_code=401, headers=CLOSE)
+        if not timestamp_is_fresh(timestamp, time.time()):
+            return JSONResponse(
+                {"error": "X-Slack-Request-Timestamp is not a time within 5 minutes of now"},
+                status_code=401,
+                headers=CLOSE,
+            )
         try:
             body = await read_body(request)
-        except BodyTooLarge:
-            return JSONResponse({"error": "body over 1 MiB"}, status_code=413)
-        bolt_request = _bolt_request(
-            body.decode("utf-8", errors="replace"),
-            query=request.url.query,
-            headers={k: request.headers.getlist(k) for k in request.headers.keys()},
-        )
+        except BodyRefused as exc:
+            return JSONResponse({"error": exc.reason}, status_code=exc.status, headers=CLOSE)
+        if not signature_is_valid(secret, timestamp, signature, body):
+            return JSONResponse({"error": "bad Slack signature"}, status_code=401)
+        headers = {k: request.headers.getlist(k) for k in request.headers.keys()}
         bolt_response = await anyio.to_thread.run_sync(
-            bolt.dispatch, bolt_request, limiter=slack_limiter
+            _dispatch, bolt, body, request.url.query, headers, limiter=slack_limiter
         )
         return Response(
             content=bolt_response.body,
@@ -107,19 +136,19 @@ def build_http_app(
             headers={k: v[0] for k, v in bolt_response.headers.items() if v},
         )
 
-    def database_answers() -> bool:
-        try:
-            with deps.sessions() as session:
-                session.execute(text("SELECT 1"))
-            return True
-        except Exception:
-            log.exception("health check: the database does not answer")
-            return False
-
     async def healthz(request: Request) -> Response:
-        ok = await run_in_threadpool(database_answers)
+        # A bounded check: a database that hangs is a 503 within CHECK_SECONDS, and checks
+        # at the same time share one (bot.workers.database_health).
+        reason = await run_in_threadpool(deps.database.check)
+        ok = reason is None
         mode = "local" if bolt is None else ("socket" if deps.settings.slack_app_token else "http")
-        body = {"status": "ok" if ok else "unavailable", "database": ok, "mode": mode}
+        body: dict[str, object] = {
+            "status": "ok" if ok else "unavailable",
+            "database": ok,
+            "mode": mode,
+        }
+        if reason is not None:
+            body["reason"] = f"the database does not answer: {reason}"
         return JSONResponse(body, status_code=200 if ok else 503)
 
     async def prometheus(request: Request) -> Response:

@@ -7,27 +7,33 @@ reason, and nothing is stored for it.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
 
+import anyio.to_thread
+from anyio import CapacityLimiter
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from bot import metrics
 from bot.deps import Deps
-from bot.web.request_body import BodyTooLarge, read_body
-from bot.workers.intake_writer import IntakeWriter, StoreFailed
-from commands.alerts.payloads import PARSERS, IntakeError
+from bot.web.request_body import CLOSE, BodyRefused, read_body
+from bot.workers.intake_writer import Busy, IntakeWriter, StoreFailed
+from commands.alerts.payloads import PARSERS, IntakeError, TooManyAlerts
 
 log = logging.getLogger(__name__)
+
+# Parsing a 1 MiB body is tens of milliseconds of Python, so it runs in a worker thread, off
+# the event loop; two at a time per hook, as more only take turns on the GIL.
+HOOK_PARSERS = 2
 
 
 def make_hook_endpoint(
     deps: Deps, source: str, writer: IntakeWriter
 ) -> Callable[[Request], Awaitable[Response]]:
     parse = PARSERS[source]
+    parse_limiter = CapacityLimiter(HOOK_PARSERS)
 
     async def endpoint(request: Request) -> Response:
         expected = deps.settings.integ_webhook_token
@@ -38,17 +44,29 @@ def make_hook_endpoint(
             )
         given = request.headers.get("authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {expected}".encode()):
-            return JSONResponse({"error": "missing or wrong bearer token"}, status_code=401)
+            return JSONResponse(
+                {"error": "missing or wrong bearer token"}, status_code=401, headers=CLOSE
+            )
         try:
             body = await read_body(request)
-        except BodyTooLarge:
-            return JSONResponse({"error": "body over 1 MiB"}, status_code=413)
+        except BodyRefused as exc:
+            return JSONResponse({"error": exc.reason}, status_code=exc.status, headers=CLOSE)
         try:
-            events = parse(body)
+            events = await anyio.to_thread.run_sync(parse, body, limiter=parse_limiter)
+        except TooManyAlerts as exc:
+            return JSONResponse({"error": str(exc), "max_alerts": exc.limit}, status_code=413)
         except IntakeError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
         try:
-            event_id, result = await asyncio.wrap_future(writer.submit(source, body, events))
+            event_id, result = await writer.stored(source, body, events)
+        except Busy as exc:
+            # The queue is full or the database does not answer: nothing was stored, and the
+            # sender is told when to try again rather than kept waiting.
+            return JSONResponse(
+                {"error": str(exc)},
+                status_code=503,
+                headers={"Retry-After": str(exc.retry_after)},
+            )
         except StoreFailed as exc:
             # No 2xx: the sender keeps the event and retries, so nothing is lost.
             return JSONResponse({"error": str(exc)}, status_code=500)

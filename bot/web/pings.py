@@ -9,14 +9,23 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-import anyio.to_thread
 from anyio import CapacityLimiter
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from bot import metrics
 from bot.deps import Deps
-from commands.monitors.heartbeats import FAIL, MAX_BODY, START, SUCCESS, PingResult, record_ping
+from bot.web.request_body import CLOSE, BodyRefused, read_body
+from bot.workers.database_health import DatabaseUnavailable
+from commands.monitors.heartbeats import (
+    FAIL,
+    MAX_BODY,
+    START,
+    SUCCESS,
+    PingResult,
+    is_heartbeat_key,
+    record_ping,
+)
 from storage.db import transaction
 
 log = logging.getLogger(__name__)
@@ -26,14 +35,20 @@ log = logging.getLogger(__name__)
 PING_WORKERS = 4
 
 
-async def _read_head(request: Request, limit: int) -> bytes:
-    """The first `limit` bytes of the body. The rest is read and dropped: a job that posts
-    a long log still gets its ping counted, with the start of the log kept."""
-    kept = bytearray()
-    async for chunk in request.stream():
-        if len(kept) < limit:
-            kept.extend(chunk[: limit - len(kept)])
-    return bytes(kept)
+def _is_known(deps: Deps, key: str) -> bool:
+    """Whether a heartbeat has this key; DatabaseUnavailable when the database cannot say."""
+    with deps.database.guard(), deps.sessions() as session:
+        return is_heartbeat_key(session, key)
+
+
+def _refused(exc: DatabaseUnavailable) -> Response:
+    # Nothing was stored; a job's `curl --retry` tries again after Retry-After, and the
+    # missed-run check waits for that retry (heartbeats.raise_missed). The body may be unread.
+    return PlainTextResponse(
+        f"unavailable: the database does not answer ({exc}); try again later\n",
+        status_code=503,
+        headers={"Retry-After": str(exc.retry_after), **CLOSE},
+    )
 
 
 def make_ping_endpoint(
@@ -67,12 +82,36 @@ def make_ping_endpoint(
             # it counted, a dead job would look alive whenever someone shared its URL.
             metrics.PINGS.labels("ignored").inc()
             return PlainTextResponse("ignored: requests from Slackbot do not count\n")
-        raw = await _read_head(request, MAX_BODY) if request.method == "POST" else b""
+        if (reason := deps.database.reason) is not None:
+            # Known to be down: answered at once, before the body or a worker thread.
+            return _refused(DatabaseUnavailable(reason))
+        raw = b""
+        if request.method == "POST" and request.headers.get("content-length") != "0":
+            # The key first (one indexed row): a body posted to a wrong URL is never read.
+            try:
+                known = await deps.database.run(_is_known, deps, key, limiter=limiter)
+            except DatabaseUnavailable as exc:
+                return _refused(exc)
+            if not known:
+                metrics.PINGS.labels("unknown").inc()
+                return PlainTextResponse(
+                    "not found: no heartbeat has this key\n", status_code=404, headers=CLOSE
+                )
+            try:
+                # A long log still counts as a ping, with its first MAX_BODY bytes kept; past
+                # request_body.MAX_BODY (1 MiB) it is refused rather than read to the end.
+                raw = await read_body(request, keep=MAX_BODY)
+            except BodyRefused as exc:
+                return PlainTextResponse(f"{exc.reason}\n", exc.status, headers=CLOSE)
         body = raw.decode("utf-8", errors="replace") if raw else None
         addr = request.client.host if request.client else None
-        result = await anyio.to_thread.run_sync(
-            store, key, kind, request.method, agent, addr, body, limiter=limiter
-        )
+        try:
+            # Refused at once while the database does not answer, and bounded when it hangs.
+            result = await deps.database.run(
+                store, key, kind, request.method, agent, addr, body, limiter=limiter
+            )
+        except DatabaseUnavailable as exc:
+            return _refused(exc)
         if result is None:
             metrics.PINGS.labels("unknown").inc()
             return PlainTextResponse("not found: no heartbeat has this key\n", status_code=404)

@@ -4,6 +4,11 @@ Each duty opens its own short transactions, so one that fails (a bug, a locked d
 rolls back only its own work; it is logged and counted in `integ_duty_runs_total` and the
 duties after it still run. The work itself is rows with a due time, claimed atomically
 (`storage.leases`), so any number of processes may run the same duties at once.
+
+A database that does not answer is not a failure of each duty: the first duty to meet it
+says so (`DatabaseHealth`, one warning line), and the duties are skipped, counted as
+`skipped`, until it answers again, rather than each waiting out the database's timeouts on
+every tick. The first tick after it is back runs them all.
 """
 
 from __future__ import annotations
@@ -17,12 +22,14 @@ from bot import metrics
 from bot.deps import Deps
 from bot.listeners.reviews import REVIEW_ACTIONS
 from bot.workers.catalog_watcher import CatalogWatcher
+from bot.workers.database_health import DatabaseHealth
+from bot.workers.retention import Retention
 from commands.alerts.schedule import escalate_due, post_after_silence
 from commands.core import slack_events
 from commands.monitors.heartbeats import raise_missed
 from commands.reviews.digest import DigestSchedule, post_digest
 from commands.reviews.nudges import review_tick
-from storage.db import transaction
+from storage.db import describe, transaction, unavailable
 
 log = logging.getLogger(__name__)
 
@@ -36,15 +43,27 @@ class Duty:
     run: Callable[[], int]
 
 
-def run_duties(duties: list[Duty]) -> int:
+def run_duties(duties: list[Duty], database: DatabaseHealth | None = None) -> int:
     """Run each duty once, in order; how many outbox rows they queued between them."""
     queued = 0
     for duty in duties:
+        if database is not None and database.down:
+            metrics.DUTY_RUNS.labels(duty.name, "skipped").inc()
+            continue
         started = time.perf_counter()
+        since = database.clock() if database is not None else None
         try:
             queued += duty.run()
-        except Exception:
-            log.exception("duty %s failed; the other duties still run", duty.name)
+        except Exception as exc:
+            if database is not None and unavailable(exc):
+                database.failed(exc, since)
+                log.warning(
+                    "duty %s: the database does not answer (%s); the duties wait for it",
+                    duty.name,
+                    describe(exc),
+                )
+            else:
+                log.exception("duty %s failed; the other duties still run", duty.name)
             metrics.DUTY_RUNS.labels(duty.name, "failed").inc()
         else:
             metrics.DUTY_RUNS.labels(duty.name, "ok").inc()
@@ -71,7 +90,10 @@ def tick_duties(deps: Deps, watcher: CatalogWatcher) -> list[Duty]:
         queued = 0
         while True:  # in batches, each its own transaction (see raise_missed)
             with transaction(deps.sessions) as session:
-                raised = raise_missed(session, deps.clock(), MISSED_BATCH)
+                # A deadline that fell while the database was down waits for the pings
+                # refused meanwhile to be retried (see raise_missed).
+                outages = deps.database.outages()
+                raised = raise_missed(session, deps.clock(), MISSED_BATCH, outages)
             queued += raised
             if raised < MISSED_BATCH:
                 return queued
@@ -88,6 +110,8 @@ def tick_duties(deps: Deps, watcher: CatalogWatcher) -> list[Duty]:
         Duty("silences_ended", in_transaction(post_after_silence)),
         Duty("reviews", in_transaction(review_tick, REVIEW_ACTIONS)),
         Duty("slack_events_pruned", pruned_slack_events),
+        # At most once an hour across every process; see bot/workers/retention.py.
+        Duty("retention", Retention.from_deps(deps)),
     ]
     settings = deps.settings
     if settings.integ_digest_channel is not None:

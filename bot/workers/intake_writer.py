@@ -6,28 +6,52 @@ its single write lock, the cost of every event. Here the hook threads hand their
 to one writer, which stores everything that queued while the previous batch committed in
 one transaction, commits, then answers each request. The promise is unchanged: a request is
 answered only after the commit that holds it.
+
+What may wait is bounded, so that a database that stalls costs senders a 503 and a retry,
+never a hang or the process's memory: at most MAX_WAITING requests (MAX_WAITING_BYTES of
+bodies) queued or being committed, and QUEUE_WAIT_SECONDS in the queue; a request over
+either is refused (`Busy`, answered 503 with `Retry-After`) and never stored. While the
+database does not answer (`DatabaseHealth`), requests are refused at once, and those
+queued when it stopped answering are refused too, rather than each waiting out a timeout.
+A request already in a batch being committed is waited for: it may be stored, and its
+sender must hear so; the database's timeouts (`storage.db`) bound that wait, and should they
+not apply (a database that hangs without closing its connection) STUCK_SECONDS does: the
+request is answered 503, and if that commit ends well after all, the retry is stored twice.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
 
 from bot import metrics
 from bot.deps import Deps
+from bot.workers.database_health import STUCK_SECONDS, DatabaseUnavailable, Stuck
 from commands.alerts.ingest import IngestResult, Received, receive
 from commands.alerts.payloads import AlertEvent
-from storage.db import transaction
+from storage.db import error_kind, transaction, unavailable
 
 log = logging.getLogger(__name__)
 
 # Bounds one transaction: long enough to absorb a burst from many senders, short enough that
 # the first request in it is not kept waiting behind a huge commit.
 MAX_BATCH = 200
+# Requests, and bytes of their bodies, that may wait for the writer (queued, or in the batch
+# being committed) before more are refused: at 1,000 events/s about a second of intake.
+MAX_WAITING = 1000
+MAX_WAITING_BYTES = 64 * 1024 * 1024
+# How long a request may sit in the queue before it is withdrawn and refused. A commit takes
+# milliseconds (p99 under 0.1 s in bench/README.md), so this is a database that stalls.
+QUEUE_WAIT_SECONDS = 1.0
+# What a 503 for a full queue tells the sender to wait (`Retry-After`).
+RETRY_AFTER_FULL_SECONDS = 5
 
 Stored = tuple[int, IngestResult]
 
@@ -35,6 +59,7 @@ Stored = tuple[int, IngestResult]
 @dataclass
 class _Request:
     received: Received
+    size: int = 0
     done: Future[Stored] = field(default_factory=Future)
 
 
@@ -46,19 +71,67 @@ class IntakeWriter:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._stopped = False
+        self._waiting = 0  # requests submitted and not yet answered
+        self._waiting_bytes = 0
 
     def submit(self, source: str, body: bytes, events: list[AlertEvent]) -> Future[Stored]:
         """Queue a request; the future gives (received event id, result) once committed,
-        or the exception that kept it from being committed."""
-        request = _Request(Received(source, body, events))
+        or the exception that kept it from being committed (`Busy`: not even tried)."""
+        request = _Request(Received(source, body, events), size=len(body or b""))
         with self._lock:
-            if self._stopped:
-                # After stop() nothing would take it: fail it now rather than let it hang.
-                request.done.set_exception(_failure())
+            refusal = self._refusal(request.size)
+            if refusal is not None:
+                request.done.set_exception(refusal)
                 return request.done
+            self._waiting += 1
+            self._waiting_bytes += request.size
             self._ensure_started()
             self._queue.put(request)
+        request.done.add_done_callback(lambda _: self._answered(request.size))
         return request.done
+
+    async def stored(self, source: str, body: bytes, events: list[AlertEvent]) -> Stored:
+        """Submit a request and wait for its commit: (received event id, result). Raises
+        `Busy` when it was refused, or withdrawn from the queue after QUEUE_WAIT_SECONDS,
+        and `StoreFailed` when it could not be stored."""
+        since = self.deps.clock()
+        future = self.submit(source, body, events)
+        waiting = asyncio.wrap_future(future)
+        try:
+            return await asyncio.wait_for(asyncio.shield(waiting), QUEUE_WAIT_SECONDS)
+        except TimeoutError:
+            if future.cancel():  # still queued: the writer will skip it
+                raise Busy(
+                    f"not stored: still waiting to be stored after {QUEUE_WAIT_SECONDS:g} s",
+                    RETRY_AFTER_FULL_SECONDS,
+                ) from None
+        try:  # in a batch being committed: it may be stored
+            return await asyncio.wait_for(waiting, STUCK_SECONDS - QUEUE_WAIT_SECONDS)
+        except TimeoutError:
+            self.deps.database.failed(Stuck(), since)
+            raise _database_down(Stuck.__name__) from None
+
+    def _refusal(self, size: int) -> StoreFailed | None:
+        # Called under the lock.
+        if self._stopped:
+            # After stop() nothing would take it: fail it now rather than let it hang.
+            return _failure()
+        reason = self.deps.database.reason
+        if reason is not None:
+            return _database_down(reason)
+        if self._waiting >= MAX_WAITING or (
+            self._waiting and self._waiting_bytes + size > MAX_WAITING_BYTES
+        ):
+            return Busy(
+                f"not stored: {self._waiting} requests are already waiting to be stored",
+                RETRY_AFTER_FULL_SECONDS,
+            )
+        return None
+
+    def _answered(self, size: int) -> None:
+        with self._lock:
+            self._waiting -= 1
+            self._waiting_bytes -= size
 
     def stop(self, timeout: float = 15) -> None:
         """Store what is queued, then end the thread; later requests fail at once."""
@@ -74,7 +147,7 @@ class IntakeWriter:
         # Called under the lock. Started on first use, so an app built for a test or a
         # one-off command needs no extra step, and one that never receives a hook has no
         # idle thread.
-        if self._thread is None:
+        if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(target=self._run, name="intake-writer", daemon=True)
             self._thread.start()
 
@@ -94,15 +167,31 @@ class IntakeWriter:
                     stopping = True
                     break
                 batch.append(more)
-            self._store(batch)
+            # Withdrawn ones are dropped; the rest can no longer be withdrawn.
+            taken = [r for r in batch if r.done.set_running_or_notify_cancel()]
+            try:
+                reason = self.deps.database.reason
+                if reason is not None:
+                    # Queued before it stopped answering: refused now, not tried one by one.
+                    _fail(taken, partial(_database_down, reason))
+                elif taken:
+                    self._store(taken)
+            except Exception:
+                # Whatever went wrong, this thread goes on: every later hook waits on it.
+                log.exception("intake writer: a batch could not be handled")
+                _fail([r for r in taken if not r.done.done()], _failure)
             if stopping:
                 return
 
     def _store(self, batch: list[_Request]) -> None:
         metrics.INTAKE_BATCH.observe(len(batch))
+        since = self.deps.clock()
         try:
             results = self._store_together(batch)
-        except Exception:
+        except Exception as exc:
+            if unavailable(exc):
+                self._database_failed(batch, exc, since)
+                return
             if len(batch) == 1:
                 log.exception("a hook request could not be stored")
                 batch[0].done.set_exception(_failure())
@@ -110,10 +199,13 @@ class IntakeWriter:
             # One bad request must not fail the others, nor a deadlock between two
             # processes' batches on PostgreSQL: each is tried again in its own transaction.
             log.warning("a batch of %d hook requests failed; storing one at a time", len(batch))
-            for request in batch:
+            for n, request in enumerate(batch):
                 try:
                     stored = self._store_together([request])[0]
-                except Exception:
+                except Exception as exc:
+                    if unavailable(exc):
+                        self._database_failed(batch[n:], exc, since)
+                        break
                     log.exception("a hook request could not be stored")
                     request.done.set_exception(_failure())
                 else:
@@ -123,6 +215,12 @@ class IntakeWriter:
         for request, stored in zip(batch, results, strict=True):
             request.done.set_result(stored)
         self.on_commit()
+
+    def _database_failed(self, batch: list[_Request], exc: Exception, since: datetime) -> None:
+        # Nothing of the batch was committed: its senders get 503 and retry. Said once per
+        # outage (DatabaseHealth), not a traceback per request.
+        self.deps.database.failed(exc, since)
+        _fail(batch, partial(_database_down, error_kind(exc)))
 
     def _store_together(self, batch: list[_Request]) -> list[Stored]:
         fallback = self.deps.settings.integ_fallback_channel
@@ -135,5 +233,26 @@ class StoreFailed(Exception):
     """The request was not committed; the hook answers 500 so the sender retries."""
 
 
+class Busy(StoreFailed):
+    """Not committed, for now: the queue is full or the database does not answer. The hook
+    answers 503 with `Retry-After`; nothing was stored."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 def _failure() -> StoreFailed:
     return StoreFailed("the event could not be stored; nothing was committed for it")
+
+
+def _database_down(reason: str) -> Busy:
+    return Busy(
+        f"not stored: the database does not answer ({reason})", DatabaseUnavailable.retry_after
+    )
+
+
+def _fail(requests: list[_Request], error: Callable[[], StoreFailed]) -> None:
+    # An exception each: one raised again in many waiters would gather all their frames.
+    for request in requests:
+        request.done.set_exception(error())

@@ -29,7 +29,10 @@ SOURCES: Final = ("generic", "alertmanager", "grafana")
 STATUSES: Final = ("firing", "resolved")
 SEVERITIES: Final = ("critical", "error", "warning", "info")
 
-MAX_GENERIC_ITEMS: Final = 1_000
+# Alerts in one request, whichever hook: each becomes rows in the transaction the intake
+# writer commits for every request queued with it, so one huge request delays them all.
+# Alertmanager truncates a group to this with `max_alerts: 1000` in its webhook_config.
+MAX_ALERTS: Final = 1_000
 MAX_KEY: Final = 500  # storage: alerts.key is VARCHAR(500)
 MAX_INTEGRATION: Final = 200  # storage: alerts.integration_name is VARCHAR(200)
 MAX_SUMMARY: Final = 500
@@ -97,21 +100,28 @@ class IntakeError(ValueError):
         super().__init__(_cut(line, _MAX_REASON))
 
 
+class TooManyAlerts(IntakeError):
+    """More than MAX_ALERTS alerts in one body: refused whole, before any is looked at."""
+
+    def __init__(self, where: str, count: int) -> None:
+        super().__init__(f"{where}: at most {MAX_ALERTS:,} alerts in one request, got {count:,}")
+        self.limit = MAX_ALERTS
+        self.count = count
+
+
 # --- the three parsers ---------------------------------------------------------------------
 
 
 def parse_generic(body: bytes) -> list[AlertEvent]:
-    """The bot's own alert JSON: one object, or a list of 1 to MAX_GENERIC_ITEMS objects."""
+    """The bot's own alert JSON: one object, or a list of 1 to MAX_ALERTS objects."""
     data = _load_json(body)
     if isinstance(data, dict):
         return [_generic_item(data, "")]
     if isinstance(data, list):
         if not data:
             raise IntakeError("body: the list of alerts is empty")
-        if len(data) > MAX_GENERIC_ITEMS:
-            raise IntakeError(
-                f"body: at most {MAX_GENERIC_ITEMS:,} alerts in one request, got {len(data):,}"
-            )
+        if len(data) > MAX_ALERTS:
+            raise TooManyAlerts("body", len(data))
         events: list[AlertEvent] = []
         for index, item in enumerate(data):
             if not isinstance(item, dict):
@@ -229,6 +239,8 @@ def _alerts(data: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
         raise IntakeError(f"alerts: must be an array, got {_json_type(alerts)}")
     if not alerts:
         raise IntakeError("alerts: the list of alerts is empty")
+    if len(alerts) > MAX_ALERTS:
+        raise TooManyAlerts("alerts", len(alerts))
     checked: list[tuple[dict[str, Any], str]] = []
     for index, alert in enumerate(alerts):
         where = f"alerts[{index}]"

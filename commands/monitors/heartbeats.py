@@ -16,7 +16,7 @@ rather than skipping or repeating it.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -184,6 +184,13 @@ class PingResult:
     alert: IngestResult | None  # what the ping did to the heartbeat's alert, if anything
 
 
+def is_heartbeat_key(session: Session, key: str) -> bool:
+    """Whether some heartbeat has this key: one row by a unique index, read before a ping's
+    body so that a wrong URL is refused without taking in what was posted to it."""
+    found = session.scalar(select(Heartbeat.integration_id).where(Heartbeat.key == key))
+    return found is not None
+
+
 def record_ping(
     session: Session,
     key: str,
@@ -255,41 +262,83 @@ def record_ping(
 # -- deadlines ---------------------------------------------------------------------------------
 
 
-def raise_missed(session: Session, now: datetime, limit: int = 100) -> int:
+# When the bot's database stopped answering and when it answered again (None: not yet).
+Outage = tuple[datetime, datetime | None]
+
+
+def raise_missed(
+    session: Session, now: datetime, limit: int = 100, outages: Sequence[Outage] = ()
+) -> int:
     """Raise an alert for up to `limit` heartbeats whose run did not report by its deadline;
     how many were raised. Each is taken by a compare-and-set on its deadline, in this
     transaction. The caller commits after each call and calls again while it returns
     `limit`: a night of missed runs in one transaction would hold SQLite's only write lock,
-    and so every ping and hook, for seconds."""
-    due = session.execute(
+    and so every ping and hook, for seconds.
+
+    A deadline that fell during one of `outages` of the database, or within the grace after
+    it, is judged only at the end of the outage plus the grace (`judged_at`): a ping sent
+    meanwhile was refused (503) and will be retried by the job, and must not find an alert
+    raised because it was refused. The deadline itself is not moved."""
+    query = (
         select(Heartbeat, Integration.spec)
         .join(Integration, Integration.id == Heartbeat.integration_id)
         .where(Heartbeat.due_at <= now, Integration.removed_at.is_(None))
-        .order_by(Heartbeat.due_at)
-        .limit(limit)
-    ).all()
-    raised = 0
-    for row, spec in due:
-        schedule = Schedule.of(spec)
-        if schedule is None:
-            continue  # the catalog dropped it; the sync removes the row
-        summary = _missed_summary(row, schedule)
-        expected = _next_run(schedule, row, now)
-        taken = leases.set_if(
-            session,
-            Heartbeat,
-            Heartbeat.integration_id == row.integration_id,
-            Heartbeat.due_at == row.due_at,
-            status=HeartbeatStatus.DOWN.value,
-            expected_at=expected,
-            due_at=expected + schedule.grace,
-        )
-        if not taken:
-            continue  # another process took it, or a ping moved the deadline meanwhile
-        session.expire(row)
-        _raise(session, row.integration_id, AlertStatus.FIRING.value, summary, None, now)
-        raised += 1
+        .order_by(Heartbeat.due_at, Heartbeat.integration_id)
+    )
+    raised = passed = 0
+    # Rows passed over stay due, ahead of the rest: read on past them, so that a run of
+    # deadlines waiting for an outage's grace does not hold up the ones behind it.
+    while raised < limit:
+        due = session.execute(query.offset(passed).limit(limit - raised)).all()
+        if not due:
+            return raised
+        for row, spec in due:
+            if _raised(session, row, spec, now, outages):
+                raised += 1
+            else:
+                passed += 1
     return raised
+
+
+def judged_at(due_at: datetime, grace: timedelta, outages: Sequence[Outage]) -> datetime | None:
+    """When a deadline may be judged missed: its own time or, when it fell after an outage of
+    the database began, no sooner than the end of the outage plus the grace; None while that
+    outage lasts. (A deadline before the outage began was missed whatever happened after.)"""
+    judged = due_at
+    for started, ended in outages:
+        if due_at >= started:
+            if ended is None:
+                return None
+            judged = max(judged, ended + grace)
+    return judged
+
+
+def _raised(
+    session: Session, row: Heartbeat, spec: Any, now: datetime, outages: Sequence[Outage]
+) -> bool:
+    schedule = Schedule.of(spec)
+    if schedule is None:
+        return False  # the catalog dropped it; the sync removes the row
+    assert row.due_at is not None
+    judged = judged_at(row.due_at, schedule.grace, outages)
+    if judged is None or judged > now:
+        return False  # pings may have been refused: their retries get the grace
+    summary = _missed_summary(row, schedule)
+    expected = _next_run(schedule, row, now)
+    taken = leases.set_if(
+        session,
+        Heartbeat,
+        Heartbeat.integration_id == row.integration_id,
+        Heartbeat.due_at == row.due_at,
+        status=HeartbeatStatus.DOWN.value,
+        expected_at=expected,
+        due_at=expected + schedule.grace,
+    )
+    session.expire(row)
+    if not taken:
+        return False  # another process took it, or a ping moved the deadline meanwhile
+    _raise(session, row.integration_id, AlertStatus.FIRING.value, summary, None, now)
+    return True
 
 
 def _missed_summary(row: Heartbeat, schedule: Schedule) -> str:

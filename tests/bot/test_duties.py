@@ -34,6 +34,7 @@ def test_every_duty_of_a_tick_is_named_and_runs(database_url, make_runtime):
         "silences_ended",
         "reviews",
         "slack_events_pruned",
+        "retention",
         "digest",
     ]
     before = {name: runs_counted(name) for name in names}

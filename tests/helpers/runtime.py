@@ -14,6 +14,7 @@ import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bot.runtime import Runtime
+from bot.server import http_server_options
 from bot.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -74,8 +75,15 @@ _POOL_LOCK = threading.Lock()
 
 def _new_server() -> _PooledServer:
     switch = _Switch()
+    # The limits `integ-bot serve` runs with: the tests see the server production runs.
     config = uvicorn.Config(
-        switch, host="127.0.0.1", port=0, log_level="warning", access_log=False, lifespan="off"
+        switch,
+        host="127.0.0.1",
+        port=0,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        **http_server_options(),
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="test-uvicorn", daemon=True)
