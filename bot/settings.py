@@ -60,6 +60,13 @@ class Settings(BaseSettings):
     # How long what Slack said about a person, a user group or a channel is used before it
     # is asked again (in the background: the last answer serves meanwhile).
     integ_directory_ttl_seconds: float = Field(default=300, gt=0, allow_inf_nan=False)
+    # Days kept before the retention duty (commands/retention) deletes them: heartbeat pings,
+    # raw hook bodies, and outbox rows sent or failed for good with their attempts. History
+    # (alerts, transitions, changes, reviews, audit) is kept. The upper bound keeps "now
+    # minus that many days" a date a database can store.
+    integ_retain_pings_days: int = Field(default=30, ge=1, le=36500)
+    integ_retain_hook_bodies_days: int = Field(default=30, ge=1, le=36500)
+    integ_retain_outbox_days: int = Field(default=30, ge=1, le=36500)
     port: int = Field(default=3000, ge=1, le=65535)
 
     @field_validator(

@@ -139,6 +139,7 @@ def _create_statement(dialect: str) -> Insert:
             count=1,
             first_seen_at=_NOW,
             last_seen_at=_NOW,
+            fired_at=_NOW,
             labels=bindparam("p_labels", type_=JSON(none_as_null=True)),
             # A channel on the alert means "its message is posted or on its way".
             channel=bindparam("p_channel"),
@@ -315,6 +316,7 @@ def _fire_again(
         alert.resolved_at = alert.resolved_by = None
         alert.root_cause = alert.root_cause_note = None
         alert.escalated_at = None
+        alert.fired_at = now  # escalation counts from here (commands/alerts/schedule.py)
         record_transition(
             session, alert, RESOLVED, FIRING, now, None, "fired again after resolving"
         )

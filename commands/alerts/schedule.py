@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from commands.catalog.views import integration_spec
@@ -16,7 +16,7 @@ from commands.core.durations import format_duration, parse_duration
 from commands.core.render.mrkdwn import mention
 from commands.outbox import queue as outbox
 from storage import leases, queries
-from storage.models import Alert, AlertStatus, AlertTransition, Integration, OutboxMessage
+from storage.models import Alert, AlertStatus, Integration
 
 FIRING = AlertStatus.FIRING.value
 OPEN = (AlertStatus.FIRING.value, AlertStatus.ACKNOWLEDGED.value)
@@ -24,37 +24,26 @@ OPEN = (AlertStatus.FIRING.value, AlertStatus.ACKNOWLEDGED.value)
 
 def escalate_due(session: Session, now: datetime) -> int:
     """Post once in the thread of each alert left unacknowledged past its integration's
-    `escalate_after`, mentioning the backups. Returns how many were escalated."""
-    fired_at = (
-        select(AlertTransition.alert_id, func.max(AlertTransition.at).label("at"))
-        .where(AlertTransition.to_status == FIRING)
-        .group_by(AlertTransition.alert_id)
-        .subquery()
-    )
-    # A silence can hold an alert back for hours; the clock starts when people could see it.
-    shown_at = (
-        select(OutboxMessage.alert_id, func.max(OutboxMessage.created_at).label("at"))
-        .where(OutboxMessage.kind == outbox.POST)
-        .group_by(OutboxMessage.alert_id)
-        .subquery()
-    )
+    `escalate_after`, mentioning the backups. Returns how many were escalated.
+
+    Reads the open alerts' own rows (through the index on status), never their history:
+    this runs on every tick, and alert_transitions and the outbox only grow."""
     rows = session.execute(
-        select(Alert, Integration, fired_at.c.at, shown_at.c.at)
+        select(Alert, Integration)
         .join(Integration, Integration.id == Alert.integration_id)
-        .join(fired_at, fired_at.c.alert_id == Alert.id)
-        .outerjoin(shown_at, shown_at.c.alert_id == Alert.id)
         .where(
             Alert.status == FIRING,
             Alert.escalated_at.is_(None),
             Alert.channel.is_not(None),
+            Alert.fired_at.is_not(None),
             Integration.removed_at.is_(None),
         )
     ).all()
     escalated = 0
-    for alert, integ, fired, shown in rows:
-        since = max(fired, shown) if shown is not None else fired
+    for alert, integ in rows:
+        since = _clock_start(alert)
         after = integration_spec(integ).escalate_after
-        if not after or now - since < parse_duration(after):
+        if not after or since is None or now - since < parse_duration(after):
             continue
         if queries.active_silence(session, integ.id, now) is not None:
             continue
@@ -84,6 +73,14 @@ def escalate_due(session: Session, now: datetime) -> int:
         )
         escalated += 1
     return escalated
+
+
+def _clock_start(alert: Alert) -> datetime | None:
+    """When the escalation clock started: the alert's last firing, or later, when a silence
+    held its message back, the moment the message was queued (people could see it then)."""
+    if alert.fired_at is None or alert.shown_at is None:
+        return alert.fired_at
+    return max(alert.fired_at, alert.shown_at)
 
 
 def post_after_silence(session: Session, now: datetime) -> int:

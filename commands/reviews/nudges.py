@@ -109,9 +109,6 @@ def post_due_nudges(session: Session, now: datetime, actions: ReviewActions) -> 
     """Post one nudge for each integration whose review has fallen due; how many."""
     today = now.date()
     last = latest_reviews(session)
-    posted = {
-        (i, d) for i, d in session.execute(select(ReviewNudge.integration_id, ReviewNudge.due_on))
-    }
     # A nudge still waiting (a cadence changed in the catalog moves the due date) is the
     # one to answer; a second would only ask the same question twice.
     waiting = set(
@@ -123,7 +120,7 @@ def post_due_nudges(session: Session, now: datetime, actions: ReviewActions) -> 
     for integ in queries.integrations(session):
         review = last.get(integ.id)
         due = review_due(integ, review.reviewed_at if review is not None else None)
-        if due > today or (integ.id, due) in posted or integ.id in waiting:
+        if due > today or integ.id in waiting or _posted(session, integ.id, due):
             continue
         nudge_id = _claim(session, integ.id, due, now)
         if nudge_id is None:
@@ -137,6 +134,17 @@ def post_due_nudges(session: Session, now: datetime, actions: ReviewActions) -> 
         queued += 1
     session.flush()
     return queued
+
+
+def _posted(session: Session, integration_id: str, due_on: date) -> bool:
+    """Whether this due date's nudge exists: one row looked up by its unique key, not every
+    nudge ever posted read on every tick."""
+    found = session.scalar(
+        select(ReviewNudge.id).where(
+            ReviewNudge.integration_id == integration_id, ReviewNudge.due_on == due_on
+        )
+    )
+    return found is not None
 
 
 def end_snoozes(session: Session, now: datetime, actions: ReviewActions) -> int:

@@ -32,6 +32,7 @@ from storage.models.outbox import (
     OutboxMessage,
     OutboxStatus,
 )
+from storage.models.retention import RetentionRun
 from storage.models.reviews import Digest, Review, ReviewNudge, ReviewNudgeStatus
 from storage.models.slack import SlackEvent
 
@@ -61,6 +62,7 @@ __all__ = [
     "OutboxStatus",
     "Probe",
     "ReceivedEvent",
+    "RetentionRun",
     "Review",
     "ReviewNudge",
     "ReviewNudgeStatus",

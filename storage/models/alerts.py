@@ -46,6 +46,9 @@ class Alert(Base):
         # `/integ status` asks "is anything open for this integration"; this index answers
         # it without scanning the resolved history, which grows without bound.
         Index("ix_alerts_integration_status", "integration_name", "status"),
+        # The tick looks at open alerts only (escalations, silences that ended); resolved
+        # ones pile up for ever, so it finds the open ones through this index.
+        Index("ix_alerts_status", "status"),
         # One row per (integration, key) for ever: repeats count up, a resolved alert that
         # fires again reopens the same row. The constraint is what stops two processes
         # from creating it twice.
@@ -76,6 +79,12 @@ class Alert(Base):
     message_ts: Mapped[str | None] = mapped_column(String(32))
     labels: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     escalated_at: Mapped[datetime | None]
+    # When it last went to firing, and when its message was last queued to be posted (a
+    # silence can hold that back for hours): escalation counts from the later of the two.
+    # Kept on the row rather than worked out from alert_transitions and the outbox, so the
+    # tick reads no history and the retention duty may prune the outbox.
+    fired_at: Mapped[datetime | None]
+    shown_at: Mapped[datetime | None]
 
 
 class AlertTransition(Base):
@@ -110,7 +119,8 @@ class ReceivedEvent(Base):
     __tablename__ = "received_events"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    received_at: Mapped[datetime]
+    # Indexed for the retention duty, which deletes bodies older than a setting.
+    received_at: Mapped[datetime] = mapped_column(index=True)
     source: Mapped[str] = mapped_column(String(20))
     body: Mapped[bytes] = mapped_column(LargeBinary)
     alerts: Mapped[int] = mapped_column(default=0)

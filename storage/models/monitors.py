@@ -72,7 +72,8 @@ class HeartbeatPing(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     integration_id: Mapped[str] = mapped_column(ForeignKey("integrations.id"))
-    at: Mapped[datetime]
+    # Indexed on its own for the retention duty, which deletes pings older than a setting.
+    at: Mapped[datetime] = mapped_column(index=True)
     kind: Mapped[str] = mapped_column(String(10))  # success | start | fail
     method: Mapped[str] = mapped_column(String(8))
     user_agent: Mapped[str | None] = mapped_column(Text)
@@ -144,5 +145,6 @@ class VendorNoticePost(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     notice_id: Mapped[int] = mapped_column(ForeignKey("vendor_notices.id"))
     channel: Mapped[str] = mapped_column(String(64))
-    # The outbox row that posts it; its result_ts is the message to update.
-    outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id"))
+    # The outbox row that posts it; its result_ts is the message to update. Indexed: the
+    # retention duty keeps outbox rows still referenced (commands/retention/purge.py).
+    outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id"), index=True)

@@ -57,8 +57,9 @@ class ReviewNudge(Base):
     integration_id: Mapped[str] = mapped_column(ForeignKey("integrations.id"))
     due_on: Mapped[date] = mapped_column(Date)
     posted_at: Mapped[datetime]
-    # The MESSAGE outbox row that posts it; its result_ts is the message to edit.
-    outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id"))
+    # The MESSAGE outbox row that posts it; its result_ts is the message to edit. Indexed:
+    # the retention duty keeps outbox rows still referenced (commands/retention/purge.py).
+    outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id"), index=True)
     status: Mapped[str] = mapped_column(String(10), default=ReviewNudgeStatus.OPEN)
     snoozes: Mapped[int] = mapped_column(default=0)
     snoozed_until: Mapped[date | None] = mapped_column(Date)
@@ -84,4 +85,4 @@ class Digest(Base):
     scheduled_at: Mapped[datetime] = mapped_column(unique=True)
     posted_at: Mapped[datetime]
     channel: Mapped[str] = mapped_column(String(64))
-    outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id"))
+    outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id"), index=True)
