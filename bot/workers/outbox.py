@@ -17,10 +17,12 @@ before the ts was recorded, whoever claims the row after the lease looks for tha
 channel's history and records what it finds instead of posting the message a second time.
 
 An upload (a diagram) is rendered from its Graphviz source just before it is sent, and sent
-with files_upload_v2. A file carries no message metadata, so there is nothing to look for: an
-upload in doubt (a timeout or 5xx after Slack may have shared it, or a worker dying before the
-result was recorded) is uploaded again by the next claim, and may show twice. A diagram
-twice is a small price, and a retry that never uploaded would be a worse one.
+with files_upload_v2, on threads of their own (bot/workers/diagrams.py), so that drawing one
+never holds up an alert; this thread never takes one. A file carries no message metadata, so
+there is nothing to look for: an upload in doubt (a timeout or 5xx after Slack may have shared
+it, or a worker dying before the result was recorded) is uploaded again by the next claim, and
+may show twice. A diagram twice is a small price, and a retry that never uploaded would be a
+worse one.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from sqlalchemy.exc import OperationalError
 
 from bot import graphviz
 from bot.deps import Deps
+from bot.workers.diagrams import CLAIMANT_SUFFIX, DiagramPool
 from bot.workers.senders import PermanentError, RateLimited, Sender, SendError, TransientError
 from commands.outbox import claims, results
 from commands.outbox.calls import (
@@ -50,7 +53,7 @@ from commands.outbox.calls import (
     outbox_metadata,
 )
 from commands.outbox.results import Outcome, Result
-from storage.db import transaction
+from storage.db import transaction, unavailable
 from storage.models import OutboxKind
 
 log = logging.getLogger(__name__)
@@ -106,6 +109,17 @@ class OutboxWorker:
     _stopping: threading.Event = field(default_factory=threading.Event, init=False)
     _thread: threading.Thread | None = field(default=None, init=False)
     _gauge_at: float = field(default=0.0, init=False)
+    # Draws and uploads the diagrams, started and stopped with this worker.
+    diagrams: DiagramPool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.diagrams = DiagramPool(
+            self.deps,
+            claimant=f"{self.worker_id}{CLAIMANT_SUFFIX}",
+            prepare=self._prepared,
+            send=self._send_prepared,
+            record=self._record,
+        )
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -117,10 +131,14 @@ class OutboxWorker:
             target=self._loop, name=f"outbox-{self.worker_id}", daemon=True
         )
         self._thread.start()
+        self.diagrams.start()
 
     def stop(self, timeout: float = STOP_WAIT) -> None:
+        deadline = time.monotonic() + timeout
         self._stopping.set()
         self._wake.set()
+        # Told now, so that the diagrams wind down together with this thread, in `timeout`.
+        self.diagrams.ask_to_stop()
         if self._thread is not None:
             # A Slack call in flight that ends in time is recorded. One that does not is
             # handed back, so that the process stops within Docker's 10 s and the next start
@@ -130,6 +148,7 @@ class OutboxWorker:
             if self._thread.is_alive():
                 self._hand_back()
             self._thread = None
+        self.diagrams.stop(max(deadline - time.monotonic(), 0.0))
 
     def _hand_back(self) -> None:
         try:
@@ -143,6 +162,7 @@ class OutboxWorker:
     def notify(self) -> None:
         """Something was queued: look now rather than at the next poll."""
         self._wake.set()
+        self.diagrams.notify()
 
     def _loop(self) -> None:
         limit = 50
@@ -150,12 +170,21 @@ class OutboxWorker:
             # Cleared before looking, so a notify() that arrives while sending is not lost.
             self._wake.clear()
             started = time.monotonic()
+            if self.deps.database.down:
+                # Nothing could be claimed or recorded; the database is asked again every
+                # second (DatabaseHealth), and the rows wait for it.
+                self._stopping.wait(1.0)
+                continue
+            since = self.deps.clock()
             try:
-                sent = self.run_once(limit)
-            except Exception:
+                sent = self._send_messages(limit)
+            except Exception as exc:
                 # The database or a bug; the rows are safe, so log and look again later
                 # rather than let the thread die and leave every message unsent.
-                log.exception("outbox worker %s: run failed", self.worker_id)
+                if unavailable(exc):
+                    self.deps.database.failed(exc, since)  # one warning for the outage
+                else:
+                    log.exception("outbox worker %s: run failed", self.worker_id)
                 self._stopping.wait(1.0)
                 continue
             if sent < limit:
@@ -169,7 +198,12 @@ class OutboxWorker:
     # -- one pass ---------------------------------------------------------------------------
 
     def run_once(self, limit: int = 50) -> int:
-        """Send what is due now; return how many messages Slack accepted."""
+        """Send what is due now, diagrams too, in the calling thread; return how many
+        messages Slack accepted. The running worker splits this: its thread sends the
+        messages, the diagram threads the diagrams."""
+        return self._send_messages(limit) + self.diagrams.run_once(limit)
+
+    def _send_messages(self, limit: int) -> int:
         self._update_gauge()
         sent = 0
         for message_id in self._candidates(self.deps.clock(), limit):
@@ -197,17 +231,26 @@ class OutboxWorker:
     # -- sending ----------------------------------------------------------------------------
 
     def _deliver(self, job: Job) -> bool:
+        prepared = self._prepared(job)
+        if isinstance(prepared, Outcome):
+            return self._record(job, prepared)
+        return self._send_prepared(job, prepared)
+
+    def _prepared(self, job: Job) -> Call | Outcome:
+        """The call to make for a claimed row or, when none can be made, what to record."""
         try:
-            call = self._prepare(job)
+            return self._prepare(job)
         except (Unsendable, PermanentError) as exc:
-            return self._record(job, Outcome(Result.FAILED, error=str(exc)))
+            return Outcome(Result.FAILED, error=str(exc))
         except TransientError as exc:  # a diagram that took too long to render
-            outcome = Outcome(Result.RETRY, error=exc.error, unresolved=job.unresolved)
-            return self._record(job, outcome)
+            return Outcome(Result.RETRY, error=exc.error, unresolved=job.unresolved)
         except Exception as exc:
             log.exception("outbox #%d: could not be prepared", job.id)
             error = f"{type(exc).__name__}: {exc}"
-            return self._record(job, Outcome(Result.RETRY, error=error, unresolved=job.unresolved))
+            return Outcome(Result.RETRY, error=error, unresolved=job.unresolved)
+
+    def _send_prepared(self, job: Job, call: Call) -> bool:
+        """Make the call of a job that holds its channel, and record how it went."""
         if job.unresolved and call.creates_message:
             # Only a call that creates a message can leave a duplicate; an update is the same
             # however often it is made, so it is simply made again. An upload has nothing to

@@ -294,6 +294,9 @@ def diagram_reply(
         return text_reply(graph, note="The console shows the text version of the diagram.")
     if not graphviz_available():
         return text_reply(graph, note=MISSING)
+    waiting = outbox.pending_upload(session, inv.channel_id)
+    if waiting is not None:
+        return on_its_way(waiting)
     outbox.queue_upload(
         session,
         channel=inv.channel_id,
@@ -314,6 +317,22 @@ def diagram_reply(
         blocks=[
             bk.section(f":frame_with_picture: {text}"),
             bk.context("If it does not, make sure I am a member of this channel."),
+        ],
+    )
+
+
+def on_its_way(title: str) -> Reply:
+    """The answer while this channel's diagram is still being drawn or uploaded: one at a
+    time per channel, so that a burst of requests draws one picture rather than a queue."""
+    text = (
+        f"A diagram is already on its way to this channel ({escape(title)}); "
+        "it will appear in a moment."
+    )
+    return Reply(
+        text=text,
+        blocks=[
+            bk.section(f":hourglass_flowing_sand: {text}"),
+            bk.context("Ask again once it is here for a newer one."),
         ],
     )
 

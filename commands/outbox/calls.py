@@ -46,6 +46,9 @@ class Job:
     # An earlier claim ended without a recorded result (its worker died, or could not tell
     # whether Slack has the message): a message it was creating may be on Slack already.
     unresolved: bool = False
+    # False while a diagram is drawn: that claim is on the row alone, `held_until` is when
+    # its lease ends, and the channel stays free for other writes (`claims.claim_upload`).
+    holds_channel: bool = True
 
 
 @dataclass(frozen=True)

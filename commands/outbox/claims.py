@@ -7,13 +7,14 @@ while this one is in flight. Nothing here talks to Slack or commits.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, exists, func, not_, or_, select, update
+from sqlalchemy import ColumnElement, and_, exists, func, not_, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from commands.outbox.calls import Job
-from commands.outbox.queue import EDIT, POST, REPLY, UPDATE, edit_of
+from commands.outbox.queue import EDIT, POST, REPLY, UPDATE, UPLOAD, edit_of
 from storage import leases
 from storage.db import insert_for
 from storage.models import Alert, ChannelPace, OutboxMessage, OutboxStatus
@@ -29,6 +30,11 @@ _PENDING = OutboxStatus.PENDING.value
 
 class Skipped(Exception):
     """Roll the claim back: its channel is not ready or another worker got there first."""
+
+
+class Lost(Exception):
+    """The claim is no longer this worker's: its lease ran out and another worker took the
+    row, or it was handed back. Leave the row to whoever has it now."""
 
 
 def candidates(session: Session, now: datetime, limit: int) -> list[int]:
@@ -67,6 +73,8 @@ def candidates(session: Session, now: datetime, limit: int) -> list[int]:
         .outerjoin(Alert, Alert.id == m.alert_id)
         .where(
             m.status == _PENDING,
+            # Diagrams are drawn first, on threads of their own (`upload_candidates`).
+            m.kind != UPLOAD.value,
             leases.claimable(m, now),
             not_(waiting),
             # Order per alert: only its lowest pending message may go.
@@ -226,3 +234,111 @@ def hand_back(session: Session, worker: str, now: datetime) -> int:
         .execution_options(synchronize_session=False)
     )
     return len(held)
+
+
+# -- diagrams -------------------------------------------------------------------------------
+#
+# An UPLOAD row is drawn (Graphviz, up to 20 s) before it is uploaded, on threads of their own
+# (bot/workers/diagrams.py). It is claimed in two steps, so that drawing it holds up neither
+# the messages nor its channel: `claim_upload` takes the row alone, and `hold_for_upload`
+# takes the channel once the picture is ready, renewing the lease, like any other write.
+
+
+def upload_candidates(
+    session: Session, now: datetime, limit: int, *, skip: frozenset[int] = frozenset()
+) -> list[int]:
+    """Diagrams due now and held by no live claim, oldest first, leaving out `skip` (those
+    this process has in hand). Their channels may be busy: drawing writes nothing to them."""
+    m = OutboxMessage
+    query = (
+        select(m.id)
+        .where(m.kind == UPLOAD.value, m.status == _PENDING, leases.claimable(m, now))
+        .order_by(m.id)
+        .limit(limit)
+    )
+    if skip:
+        query = query.where(m.id.not_in(sorted(skip)))
+    return [int(i) for i in session.scalars(query)]
+
+
+def claim_upload(session: Session, message_id: int, now: datetime, worker: str) -> Job:
+    """Claim a diagram's row to draw it, for a lease of LEASE, without its channel; raises
+    `Skipped` when another worker got there first."""
+    m = OutboxMessage
+    # As in `claim`: a pending row that still names a claimant was left without a result.
+    earlier_claimant = session.scalar(select(m.claimed_by).where(m.id == message_id))
+    until = now + LEASE
+    taken = leases.claim(
+        session,
+        m,
+        m.id == message_id,
+        m.kind == UPLOAD.value,
+        m.status == _PENDING,
+        now=now,
+        worker=worker,
+        until=until,
+    )
+    if not taken:
+        raise Skipped
+    row = session.get_one(m, message_id)
+    return Job(
+        id=row.id,
+        kind=row.kind,
+        channel=row.channel,
+        alert_id=row.alert_id,
+        payload=dict(row.payload or {}),
+        created_at=row.created_at,
+        held_until=until,
+        unresolved=earlier_claimant is not None,
+        holds_channel=False,
+    )
+
+
+def _still_mine(job: Job, worker: str) -> list[ColumnElement[bool]]:
+    """The row as this worker's claim left it; the lease's end tells this claim from a later
+    one of the same worker."""
+    m = OutboxMessage
+    return [
+        m.id == job.id,
+        m.status == _PENDING,
+        m.claimed_by == worker,
+        m.claimed_until == job.held_until,
+    ]
+
+
+def hold_for_upload(session: Session, job: Job, now: datetime, worker: str) -> Job:
+    """The drawn diagram's claim renewed and its channel held for the upload, as `claim`
+    holds it for a message: the job as it is now. Raises `Skipped` while another write holds
+    the channel (the caller rolls back and asks again) and `Lost` when the claim is no longer
+    this worker's. A claim whose lease ran out while nobody took the row is still good."""
+    until = now + LEASE
+    if not leases.set_if(session, OutboxMessage, *_still_mine(job, worker), claimed_until=until):
+        raise Lost
+    if not hold_channel(session, job.channel, now, until):
+        raise Skipped  # rolls the renewal back too
+    return replace(job, held_until=until, holds_channel=True)
+
+
+def give_back_upload(session: Session, job: Job, worker: str, now: datetime) -> bool:
+    """Give a claimed diagram back (its worker is stopping): due at once for whoever looks
+    next, and its channel free now if this claim held it. claimed_by stays when a call may
+    have been in flight, or an earlier claim had left the row in doubt, so that a text
+    version is looked for before it is posted again (a picture is simply uploaded again).
+    False when the claim was no longer this worker's."""
+    in_doubt = job.unresolved or job.holds_channel
+    if not leases.set_if(
+        session,
+        OutboxMessage,
+        *_still_mine(job, worker),
+        claimed_by=worker if in_doubt else None,
+        claimed_until=None,
+    ):
+        return False
+    if job.holds_channel:
+        session.execute(
+            update(ChannelPace)
+            .where(ChannelPace.channel == job.channel, ChannelPace.next_at <= job.held_until)
+            .values(next_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    return True

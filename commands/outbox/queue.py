@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from commands.core.render import blocks as bk
 from commands.core.render.blocks import Block
 from storage.db import table_of
-from storage.models import OutboxKind, OutboxMessage, OutboxStatus
+from storage.models import Alert, OutboxKind, OutboxMessage, OutboxStatus
 
 # Short names for the kinds, as the code that queues rows writes them.
 POST = OutboxKind.POST
@@ -96,6 +96,15 @@ def queue_update(session: Session, *, alert_id: int, channel: str, now: datetime
 
 
 _INSERT = insert(_outbox).returning(_outbox.c.id)
+# Queuing an alert's post is when people are about to see it: escalation counts from then
+# (commands/alerts/schedule.py), read from the alert's row, not from outbox rows that the
+# retention duty may have deleted.
+_alerts = table_of(Alert)
+_SHOWN = (
+    update(_alerts)
+    .where(_alerts.c.id == bindparam("p_alert"))
+    .values(shown_at=bindparam("p_now", type_=_alerts.c.shown_at.type))
+)
 
 
 def enqueue(
@@ -127,6 +136,8 @@ def enqueue(
         },
     )
     message_id: int = row.scalar_one()
+    if kind == POST and alert_id is not None:
+        session.connection().execute(_SHOWN, {"p_alert": alert_id, "p_now": now})
     if kind == EDIT:
         _fold_older_edits(session, of=int((payload or {})["of"]), newer=message_id, now=now)
     return message_id
@@ -230,6 +241,8 @@ def queue_upload(
 
     `fallback` ({"text", "blocks"}) is posted instead when the worker that sends it has no
     Graphviz: another replica may lack what the one answering the command had.
+
+    One diagram per channel at a time: the caller asks `pending_upload` first.
     """
     message_id = enqueue(
         session,
@@ -247,3 +260,28 @@ def queue_upload(
     )
     assert message_id is not None  # only updates of alerts are ever folded away
     return message_id
+
+
+def pending_upload(session: Session, channel: str) -> str | None:
+    """The title of the diagram queued for `channel` and neither sent nor failed for good
+    yet (being drawn, waiting for the channel, or due again after a failed try), if there is
+    one. A burst of requests then draws one picture per channel instead of queueing a
+    diagram each behind the others."""
+    found = (
+        session.connection()
+        .execute(
+            select(_outbox.c.payload)
+            .where(
+                _outbox.c.status == _PENDING,
+                _outbox.c.kind == UPLOAD.value,
+                _outbox.c.channel == channel,
+            )
+            .order_by(_outbox.c.id)
+            .limit(1)
+        )
+        .first()
+    )
+    if found is None:
+        return None
+    title = found.payload.get("title") if isinstance(found.payload, dict) else None
+    return str(title or "a diagram")

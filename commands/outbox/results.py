@@ -108,7 +108,9 @@ def record(session: Session, job: Job, outcome: Outcome, now: datetime, worker: 
             row.channel,
             outcome.error,
         )
-    free_channel(session, row.channel, held_until=job.held_until, free_at=free_at)
+    if job.holds_channel:
+        # A diagram that could not be drawn made no call and never held its channel.
+        free_channel(session, row.channel, held_until=job.held_until, free_at=free_at)
 
 
 def record_sent(

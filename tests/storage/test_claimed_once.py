@@ -17,7 +17,7 @@ from commands.monitors.heartbeats import raise_missed
 from commands.monitors.probes import claim_probe, due_probes, sync_probes
 from commands.monitors.vendor_status import claim_page, due_pages, sync_status_pages
 from commands.outbox import claims
-from commands.outbox.queue import queue_message
+from commands.outbox.queue import queue_message, queue_upload
 from storage.db import transaction
 from storage.models import Alert, Heartbeat
 from tests.helpers.runtime import FixedClock, make_settings
@@ -37,6 +37,31 @@ def claim_message(runtime: Runtime, key: object, clock: FixedClock, name: str) -
     try:
         with transaction(runtime.deps.sessions) as session:
             claims.claim(session, int(str(key)), clock.now, name)
+    except claims.Skipped:
+        return 0
+    return 1
+
+
+def queued_diagrams(runtime: Runtime, clock: FixedClock) -> list[object]:
+    with transaction(runtime.deps.sessions) as session:
+        return [
+            queue_upload(
+                session,
+                channel=channel,
+                now=clock.now,
+                dot="digraph { a -> b }",
+                filename="integrations.png",
+                title="Integrations",
+                comment="",
+            )
+            for channel in CHANNELS
+        ]
+
+
+def claim_diagram(runtime: Runtime, key: object, clock: FixedClock, name: str) -> int:
+    try:
+        with transaction(runtime.deps.sessions) as session:
+            claims.claim_upload(session, int(str(key)), clock.now, name)
     except claims.Skipped:
         return 0
     return 1
@@ -87,6 +112,7 @@ class Work:
 
 WORK = {
     "outbox messages": Work(queued_messages, claim_message),
+    "diagrams to draw": Work(queued_diagrams, claim_diagram),
     "probes": Work(due_probe_ids, claim_one_probe),
     "status pages": Work(due_page_ids, claim_one_page),
     "missed heartbeats": Work(missed_heartbeats, raise_all_missed, batch=True),
