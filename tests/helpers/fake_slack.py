@@ -27,6 +27,10 @@ Slack's documentation; ``fake.users[user_id] = {...}`` changes fields (``profile
 field by field), ``fake.users[user_id] = None`` makes Slack not know the user
 (``user_not_found``), and ``fake.guest(user_id)`` / ``fake.external(user_id)`` make a guest or
 a member of another workspace. ``usergroups.users.list`` lists ``fake.usergroups[group_id]``.
+
+Socket Mode: ``apps.connections.open`` answers an app-level token (``xapp-``) with the URL of a
+``FakeSocketMode`` (``tests/helpers/fake_socket_mode.py``) once that is attached with
+``sockets.attach(fake)``.
 """
 
 from __future__ import annotations
@@ -51,6 +55,8 @@ from urllib.parse import parse_qsl, urlsplit
 JSON = dict[str, Any]
 
 ACCEPTED_TOKEN_PREFIXES = ("xoxb-", "xoxp-")
+# App-level tokens are good for apps.connections.open alone (Socket Mode).
+APP_TOKEN_PREFIX = "xapp-"
 
 
 @dataclass(frozen=True)
@@ -116,6 +122,9 @@ class FakeSlack:
         self.channels: dict[str, JSON] = {}
         # User group id ("S...") -> the ids of its members, for usergroups.users.list.
         self.usergroups: dict[str, list[str]] = {}
+        # What apps.connections.open hands an app-level token: a function giving a fresh
+        # WebSocket URL each call (FakeSocketMode.attach sets it to its open_url).
+        self.socket_mode_url: Callable[[], str] | None = None
         self.uploads: dict[str, bytes] = {}
         self._calls: list[Call] = []
         self._failures: dict[str, list[_Failure]] = {}
@@ -368,6 +377,8 @@ class FakeSlack:
         token = _bearer(headers.get("Authorization", "")) or str(args.get("token") or "")
         if not token:
             return _Reply(200, {"ok": False, "error": "not_authed"})
+        if method == "apps.connections.open":
+            return self._connections_open(headers, token)
         if not token.startswith(ACCEPTED_TOKEN_PREFIXES):
             return _Reply(200, {"ok": False, "error": "invalid_auth"})
         failed = self._failed(method)
@@ -378,6 +389,25 @@ class FakeSlack:
         if handler is not None:
             data.update(handler(self, args, token))
         return _Reply(200, data)
+
+    def _connections_open(self, headers: Message, token: str) -> _Reply:
+        """apps.connections.open: a Socket Mode WebSocket URL, for an app-level token (xapp-)
+        sent in the Authorization header only, as Slack's documentation of the method says;
+        a bot or user token is ``not_allowed_token_type``. The URL comes from
+        ``socket_mode_url`` (``FakeSocketMode.attach`` sets it); without it, the answer is
+        ``internal_error``. ``fail_next`` and ``delay_next`` apply as to any method."""
+        if not _bearer(headers.get("Authorization", "")):
+            return _Reply(200, {"ok": False, "error": "invalid_auth"})
+        if token.startswith(ACCEPTED_TOKEN_PREFIXES):
+            return _Reply(200, {"ok": False, "error": "not_allowed_token_type"})
+        if not token.startswith(APP_TOKEN_PREFIX):
+            return _Reply(200, {"ok": False, "error": "invalid_auth"})
+        failed = self._failed("apps.connections.open")
+        if failed is not None:
+            return failed
+        if self.socket_mode_url is None:
+            return _Reply(200, {"ok": False, "error": "internal_error"})
+        return _Reply(200, {"ok": True, "url": self.socket_mode_url()})
 
     def _upload(self, file_id: str, headers: Message, body: bytes) -> _Reply:
         if file_id not in self._files:
