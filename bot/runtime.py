@@ -22,7 +22,7 @@ from bot.web.app import build_http_app
 from bot.workers.catalog_watcher import CatalogWatcher
 from bot.workers.duties import Duty, run_duties, tick_duties
 from bot.workers.intake_writer import IntakeWriter
-from bot.workers.outbox import OutboxWorker, default_worker_id
+from bot.workers.outbox import STOP_WAIT, OutboxWorker, default_worker_id
 from bot.workers.probes import ProbeRunner
 from bot.workers.senders import build_sender
 from bot.workers.status_pages import StatusPoller
@@ -102,8 +102,9 @@ class Runtime:
     def close(self) -> None:
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
-        # Requests already queued are committed and answered before the engine goes.
-        self.intake.stop()
+        # Requests already queued are committed and answered before the engine goes; one
+        # whose commit hangs is not waited for past STOP_WAIT (its sender got no 2xx).
+        self.intake.stop(timeout=STOP_WAIT)
         if self.outbox is not None:
             # First, so that a send in flight is recorded even if waiting for a slow probe
             # below outlasts the time the process is given to stop; whatever the monitors
@@ -163,7 +164,12 @@ def build_runtime(settings: Settings, clock: Callable[[], datetime] = utcnow) ->
     # Hooks commit, then wake the worker, so an alert reaches Slack without waiting a poll.
     intake = IntakeWriter(deps, on_commit=outbox.notify)
     http_app = build_http_app(
-        deps, bolt, intake=intake, socket_mode_only=socket_only, notify_outbox=outbox.notify
+        deps,
+        bolt,
+        intake=intake,
+        socket_mode_only=socket_only,
+        notify_outbox=outbox.notify,
+        warnings=lambda: [w for w in (watcher.warning,) if w],
     )
     return Runtime(
         deps=deps,

@@ -35,6 +35,11 @@ LIMIT_CONCURRENCY: Final = 500
 KEEP_ALIVE_SECONDS: Final = 5
 
 
+# Requests in flight get this long after SIGTERM; the workers' own stops follow, and all of
+# it must fit in the 10 s Docker allows before it kills the process.
+GRACEFUL_SECONDS = 3
+
+
 def http_server_options() -> dict[str, Any]:
     """uvicorn's settings against hostile or broken clients; the tests' server uses them too.
 
@@ -169,7 +174,7 @@ def serve(settings: Settings, host: str, port: int) -> int:
             port=port,
             log_level="warning",
             access_log=False,
-            timeout_graceful_shutdown=10,
+            timeout_graceful_shutdown=GRACEFUL_SECONDS,
             **http_server_options(),
         )
     finally:

@@ -90,6 +90,7 @@ def build_http_app(
     intake: IntakeWriter,
     socket_mode_only: bool = False,
     notify_outbox: Callable[[], None] = lambda: None,
+    warnings: Callable[[], list[str]] = list,
 ) -> Starlette:
     slack_limiter = CapacityLimiter(SLACK_WORKERS)
 
@@ -149,6 +150,11 @@ def build_http_app(
         }
         if reason is not None:
             body["reason"] = f"the database does not answer: {reason}"
+        # Worth a look but not a reason to take the process out of rotation: it still
+        # serves hooks, pings and Slack (a replica with an older catalog file, say).
+        noted = warnings()
+        if noted:
+            body["warnings"] = noted
         return JSONResponse(body, status_code=200 if ok else 503)
 
     async def prometheus(request: Request) -> Response:

@@ -62,7 +62,7 @@ KINDS = frozenset(kind.value for kind in OutboxKind)
 
 POLL_SECONDS = 0.2
 # How long stopping waits for a Slack call in flight (Docker allows 10 s for all of it).
-STOP_WAIT = 3.0
+STOP_WAIT = 2.0
 MIN_PASS_GAP = 0.1
 PENDING_GAUGE_EVERY = 5.0  # seconds between counts of pending rows for the gauge
 RECORD_TRIES = 3

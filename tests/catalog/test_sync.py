@@ -8,6 +8,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import anyio
+import httpx
 import pytest
 import yaml
 from sqlalchemy import func, select, text
@@ -336,6 +338,12 @@ def test_admins_are_stored_with_the_catalog_and_a_change_to_them_is_a_change(
 # -- across replicas, and a sync that fails ----------------------------------------------------
 
 
+async def _get(app: Any, path: str) -> httpx.Response:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://bot") as client:
+        return await client.get(path)
+
+
 def _stamp(path: Path, moment: datetime) -> None:
     os.utime(path, (moment.timestamp(), moment.timestamp()))
 
@@ -364,6 +372,11 @@ def test_a_replica_with_an_older_file_does_not_revert_the_catalog_in_force(
     assert second.watcher.warning is not None
     assert "is older than the catalog in force" in second.watcher.warning
     assert catalog_loads(second)[-1].sha256 == first.watcher.catalog.sha256
+    # /healthz says so, and stays 200: the replica still serves hooks, pings and Slack.
+    health = anyio.run(_get, second.http_app, "/healthz")
+    assert health.status_code == 200
+    [warning] = health.json()["warnings"]
+    assert "is older than the catalog in force" in warning
 
     # Edited there later on purpose, it is applied.
     _stamp(second_file, clock.now + timedelta(minutes=1))
