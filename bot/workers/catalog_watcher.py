@@ -109,7 +109,8 @@ class CatalogWatcher:
         self.warning = (
             f"catalog {self.path} (written {written:%Y-%m-%d %H:%M:%S} UTC) is older than the "
             f"catalog in force (applied {applied.loaded_at:%Y-%m-%d %H:%M:%S} UTC from "
-            f"{applied.path}); not applied. Update this file (a comment will do) to apply it anyway."
+            f"{applied.path}); not applied. Edit this file (a comment will do) to apply it "
+            "anyway."
         )
         metrics.CATALOG_LOADS.labels("older").inc()
         log.warning("%s", self.warning)
