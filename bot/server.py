@@ -6,18 +6,15 @@ import logging
 import signal
 import threading
 from types import FrameType
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import uvicorn
 from slack_sdk.errors import SlackApiError
 
 from bot.runtime import Runtime, StartupError, build_runtime
 from bot.settings import Settings
+from bot.socket_mode import connect_socket_mode
 from bot.web.http_protocol import GuardedHttpToolsProtocol
-
-if TYPE_CHECKING:
-    from slack_bolt import App
-    from slack_bolt.adapter.socket_mode import SocketModeHandler
 
 log = logging.getLogger("integ-bot")
 
@@ -74,72 +71,6 @@ def check_token(runtime: Runtime) -> None:
         )
         return
     log.info("connected to Slack workspace %s as %s", identity.get("team"), identity.get("user"))
-
-
-# apps.connections.open answers no retry will change.
-_APP_TOKEN_REFUSED: Final = (
-    "invalid_auth",
-    "not_authed",
-    "account_inactive",
-    "token_revoked",
-    "not_allowed_token_type",
-)
-
-
-def _slack_error(exc: Exception) -> str:
-    """Slack's error code for a failed call (`invalid_auth`), or what went wrong otherwise."""
-    if isinstance(exc, SlackApiError) and exc.response is not None:
-        return str(exc.response.get("error"))
-    return f"{type(exc).__name__}: {exc}"
-
-
-def _app_token_refused(exc: Exception) -> str | None:
-    error = _slack_error(exc)
-    return error if error in _APP_TOKEN_REFUSED else None
-
-
-def connect_socket_mode(bolt: App, app_token: str, stopping: threading.Event) -> SocketModeHandler:
-    """Open Socket Mode. An app token Slack refuses stops start-up, like a refused bot
-    token; while Slack is down (apps.connections.open fails or cannot be reached), this
-    keeps trying in the background, so that hooks and pings are served meanwhile. Once
-    connected, the client reconnects by itself."""
-    from slack_bolt.adapter.socket_mode import SocketModeHandler
-
-    handler = SocketModeHandler(bolt, app_token)
-    try:
-        handler.connect()
-    except Exception as exc:
-        refused = _app_token_refused(exc)
-        if refused is not None:
-            handler.close()
-            raise StartupError(f"SLACK_APP_TOKEN: Slack refused the token ({refused})") from None
-        log.warning(
-            "Socket Mode cannot connect yet (%s); trying again in the background",
-            _slack_error(exc),
-        )
-        threading.Thread(
-            target=_keep_connecting, args=(handler, stopping), name="socket-mode", daemon=True
-        ).start()
-        return handler
-    log.info("Socket Mode connected")
-    return handler
-
-
-def _keep_connecting(handler: SocketModeHandler, stopping: threading.Event) -> None:
-    delay = 1.0
-    while not stopping.wait(delay):
-        try:
-            handler.connect()
-        except Exception as exc:
-            refused = _app_token_refused(exc)
-            if refused is not None:
-                log.error("SLACK_APP_TOKEN: Slack refused the token (%s); no Socket Mode", refused)
-                return
-            log.warning("Socket Mode cannot connect yet (%s); trying again", _slack_error(exc))
-            delay = min(delay * 2, 60.0)
-            continue
-        log.info("Socket Mode connected")
-        return
 
 
 def _exit_on_sigterm(_signum: int, _frame: FrameType | None) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -26,7 +27,7 @@ from bot import wire_ids
 from storage.models import Alert, Change
 from tests.helpers.cli_runner import clean_env, console_script
 from tests.helpers.fake_slack import FakeSlack
-from tests.helpers.fake_socket_mode import Ack, FakeSocketMode
+from tests.helpers.fake_socket_mode import Ack, Connection, FakeSocketMode
 from tests.helpers.runtime import BOT_TOKEN, EXAMPLE_CATALOG, WEBHOOK_TOKEN
 from tests.helpers.slack_signing import load_payload, slash_command_fields
 
@@ -116,7 +117,7 @@ def health(bot: Bot) -> httpx.Response | None:
         return None
 
 
-def connected(bot: Bot, count: int = 1) -> None:
+def connected(bot: Bot, count: int = 1, within: float = 10.0) -> None:
     """Wait for the `count`th connection to be open and greeted."""
     wait_until(
         bot,
@@ -125,6 +126,7 @@ def connected(bot: Bot, count: int = 1) -> None:
             and bot.sockets.connections[-1].open
         ),
         f"Socket Mode connection #{count}",
+        within,
     )
 
 
@@ -138,8 +140,8 @@ def acked(bot: Bot, envelope_id: str) -> Ack:
 
 @pytest.fixture(scope="module")
 def bot(tmp_path_factory: pytest.TempPathFactory, migrated_sqlite: Path) -> Iterator[Bot]:
-    """One bot for the tests that only send it envelopes: starting and stopping one takes
-    seconds (stopping waits for the Socket Mode client's 3 s socket timeout)."""
+    """One bot for the tests that only send it envelopes or end its connections: starting
+    and stopping one takes seconds."""
     cwd = tmp_path_factory.mktemp("socket-mode")
     database = cwd / "integ.db"
     shutil.copyfile(migrated_sqlite, database)
@@ -360,6 +362,91 @@ def test_after_slack_asks_for_a_refresh_the_bot_reconnects_and_handles_the_next_
     # No reconnecting storm: one more connection, one more URL.
     assert len(bot.slack.calls_to("apps.connections.open")) == opened + 1
     assert len(bot.sockets.connections) == known + 1
+
+
+def test_an_envelope_right_after_a_refresh_is_acknowledged_within_3_seconds(bot):
+    old = bot.sockets.open_connections[-1]
+    known = len(bot.sockets.connections)
+    bot.sockets.send_disconnect("refresh_requested")
+    connected(bot, known + 1)
+    new = bot.sockets.connections[-1]
+    # At once, on the new connection's hello: the bot must be reading it already.
+    envelope_id = bot.sockets.send_envelope("slash_commands", slash_command(bot, "status crm"))
+    ack = acked(bot, envelope_id)
+    assert ack.connection == new.index
+    assert ack.seconds < SLACK_DEADLINE
+    # The bot closed the old connection itself, the orderly way, instead of leaving it open.
+    bot.sockets.wait_for_closed(old)
+    assert (old.closed_by, old.close_code) == ("client", 1000)
+
+
+def cpu_seconds(bot: Bot) -> float:
+    """The CPU time the bot's process has used so far, user and system."""
+    times = psutil.Process(bot.process.pid).cpu_times()
+    return times.user + times.system
+
+
+@dataclass
+class Replaced:
+    new: Connection
+    seconds: float  # from the end of the old connection to the new one's hello
+    cpu_seconds: float  # what the bot's process used meanwhile
+    handled: float  # from the end of the old connection to the next envelope's ack
+
+    def idle(self) -> bool:
+        """Whether the bot waited without spinning: a client that reads a dead socket again
+        and again keeps a whole core busy; the bot's own workers use a few percent of one,
+        and reconnecting a few hundredths of a second."""
+        return self.cpu_seconds < 0.2 + 0.25 * self.seconds
+
+
+def replace_connection(bot: Bot, end: Callable[[Connection], object], within: float) -> Replaced:
+    """End the bot's connection with `end` (no disconnect message first) and wait for the
+    next one; then check that it carries a slash command, and that it took one new URL and
+    one new connection: no reconnecting storm."""
+    old = bot.sockets.open_connections[-1]
+    known = len(bot.sockets.connections)
+    opened = len(bot.slack.calls_to("apps.connections.open"))
+    cpu_before, started = cpu_seconds(bot), time.monotonic()
+    end(old)
+    connected(bot, known + 1, within)
+    new, seconds, cpu = bot.sockets.connections[-1], time.monotonic() - started, cpu_seconds(bot)
+    envelope_id = bot.sockets.send_envelope("slash_commands", slash_command(bot, "status crm"))
+    ack = acked(bot, envelope_id)
+    replaced = Replaced(new, seconds, cpu - cpu_before, time.monotonic() - started)
+    assert ack.connection == new.index
+    assert ack.seconds < SLACK_DEADLINE
+    assert ack.payload is not None and "crm" in ack.payload["text"]
+    assert replaced.new.ticket != old.ticket and replaced.new.errors == []
+    assert len(bot.slack.calls_to("apps.connections.open")) == opened + 1
+    assert len(bot.sockets.connections) == known + 1
+    return replaced
+
+
+def test_a_connection_slack_closes_without_a_disconnect_message_is_replaced_at_once(bot):
+    # A close frame with no disconnect message first: a Slack server going away.
+    replaced = replace_connection(bot, lambda old: bot.sockets.close(old, code=1001), within=5)
+    assert replaced.seconds < 3  # when the close frame comes, not at the next ping (5 s)
+    assert replaced.handled < 5
+    assert replaced.idle()
+
+
+def test_a_connection_that_ends_without_a_close_frame_is_replaced_at_once_without_spinning(bot):
+    # The socket ends (FIN) with no close frame: a proxy or load balancer on the way restarting.
+    # A client that reads the ended socket again and again would keep a core busy meanwhile.
+    replaced = replace_connection(bot, bot.sockets.drop, within=5)
+    assert replaced.seconds < 3  # when the socket ends, not at the next ping (5 s)
+    assert replaced.handled < 5
+    assert replaced.idle()
+
+
+def test_a_connection_that_dies_without_a_trace_is_replaced_after_its_ping_goes_unanswered(bot):
+    # No close frame, no end of stream: a NAT or firewall forgot the connection, or a network
+    # path died. Only the missing pong tells: the bot pings every SOCKET_MODE_PING_INTERVAL
+    # (5 s) and gives up on a connection whose pong is SOCKET_MODE_PONG_TIMEOUT (2 s) late.
+    replaced = replace_connection(bot, bot.sockets.silence, within=15)
+    assert replaced.handled < 15
+    assert replaced.idle()  # waiting for the pong, not spinning
 
 
 # -- starting while Slack refuses or is down ----------------------------------------------------

@@ -8,6 +8,9 @@ each of which the app must acknowledge within 3 seconds by sending back
 ``accepts_response_payload``; for a slash command it is what an HTTP response body would be).
 Slack refreshes connections: it sends ``{"type": "disconnect", "reason": ...}`` and expects the
 app to open a new connection (with a new URL), and it may close a connection at any time.
+A connection can end here the three ways one ends in life: ``close`` (a close frame, then the
+socket), ``drop`` (the socket alone, as when the other end goes away) and ``silence`` (nothing
+at all: a network path that died, noticed only by the client's ping timeout).
 
     with FakeSlack() as slack, FakeSocketMode() as sockets:
         sockets.attach(slack)          # apps.connections.open now answers sockets.open_url()
@@ -70,7 +73,9 @@ class Connection:
     ticket: str
     opened: float  # time.monotonic()
     closed: float | None = None
-    closed_by: str = ""  # "client", "server" (a close frame), "dropped" (no close frame), "eof"
+    # "client", "server" (a close frame), "dropped" (no close frame), "eof", or "silenced"
+    # (no close frame and no end of stream: the fake stopped answering; see silence())
+    closed_by: str = ""
     close_code: int | None = None
     hello: JSON | None = None
     received: list[JSON] = field(default_factory=list)  # every text frame, parsed
@@ -90,6 +95,7 @@ class _Link:
         self.sock = sock
         self.info = info
         self.send_lock = threading.Lock()
+        self.silenced = False  # what the client sends is read and thrown away, unanswered
 
     def send(self, opcode: int, data: bytes) -> None:
         with self.send_lock:
@@ -110,6 +116,7 @@ class FakeSocketMode:
         self._ticket_seq = itertools.count(1)
         self._connections: list[Connection] = []
         self._links: dict[int, _Link] = {}
+        self._silenced: dict[int, _Link] = {}  # sockets still open, no longer answering
         self._sent: dict[str, tuple[float, int]] = {}  # envelope_id -> (sent, connection)
         self._acks: list[Ack] = []
         self._refused: list[str] = []  # paths of upgrade requests refused
@@ -138,7 +145,7 @@ class FakeSocketMode:
         self._server.close()
         self._server = None
         with self._cond:
-            links = list(self._links.values())
+            links = list(self._links.values()) + list(self._silenced.values())
         for link in links:
             self._shut(link, "dropped")
 
@@ -275,8 +282,16 @@ class FakeSocketMode:
 
     def close(self, connection: Connection | None = None, code: int = 1001) -> Connection:
         """Close a connection (the newest open one by default) the orderly way: a close frame
-        with ``code``, then the socket."""
-        link = self._link(connection)
+        with ``code``, then the socket. A connection already closed (the app may close the
+        old one itself after a refresh) is left as it is."""
+        if connection is None:
+            link = self._newest_link()
+        else:
+            with self._cond:
+                found = self._links.get(connection.index)
+            if found is None:
+                return connection
+            link = found
         try:
             link.send(OP_CLOSE, struct.pack("!H", code))
         except OSError:
@@ -288,6 +303,24 @@ class FakeSocketMode:
         """Drop a connection without a close frame, as a network failure would."""
         link = self._link(connection)
         self._shut(link, "dropped")
+        return link.info
+
+    def silence(self, connection: Connection | None = None) -> Connection:
+        """Let a connection (the newest open one by default) go dead without a trace, as when
+        a NAT or firewall on the way forgets it or a network path fails: no close frame and
+        no end of stream (no FIN, no RST), the socket stays open, and from now on whatever
+        the client sends is read and thrown away: its pings get no pong, its acks count for
+        nothing, and nothing more is sent on it. Only the client's own ping/pong timeout can
+        tell. Envelopes go to the newest connection still answering; the socket is closed
+        when the client closes its end, or when this server stops."""
+        link = self._link(connection)
+        with self._cond:
+            if self._links.pop(link.info.index, None) is not None:
+                link.silenced = True
+                self._silenced[link.info.index] = link
+                link.info.closed = self.clock()
+                link.info.closed_by = "silenced"
+                self._cond.notify_all()
         return link.info
 
     def ping(self, connection: Connection | None = None, data: bytes = b"fake-ping") -> None:
@@ -311,12 +344,15 @@ class FakeSocketMode:
 
     def _shut(self, link: _Link, how: str, code: int | None = None) -> None:
         with self._cond:
-            if self._links.pop(link.info.index, None) is None:
+            was_open = self._links.pop(link.info.index, None) is not None
+            was_silenced = self._silenced.pop(link.info.index, None) is not None
+            if not (was_open or was_silenced):
                 return
-            link.info.closed = self.clock()
-            link.info.closed_by = how
-            link.info.close_code = code
-            self._cond.notify_all()
+            if was_open:  # a silenced connection counts as closed since silence()
+                link.info.closed = self.clock()
+                link.info.closed_by = how
+                link.info.close_code = code
+                self._cond.notify_all()
         try:
             link.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
@@ -426,6 +462,8 @@ class FakeSocketMode:
         message_opcode: int | None = None
         while True:
             fin, opcode, masked, data = _read_frame(reader)
+            if link.silenced:
+                continue  # lost on the way: no pong, no ack, no answer to a close frame
             if not masked:
                 info.errors.append(f"an unmasked frame (opcode {opcode}) from the client")
             if opcode == OP_PING:
