@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from commands.alerts.transitions import queue_change, record_transition
 from commands.core.render.mrkdwn import escape, mention
 from commands.permissions import audit
-from commands.permissions.check import permit_on
+from commands.permissions.check import permit, permit_on
 from commands.permissions.people import Actor
 from commands.permissions.rules import Action
 from storage import leases
@@ -191,7 +191,9 @@ def _refused(
 ) -> Outcome | None:
     alert = session.get(Alert, alert_id)
     if alert is None:
-        return Outcome(False, f"There is no alert #{alert_id}.")
+        # Only a member may learn that a number is free: a guest is refused as for any alert.
+        refusal = permit(session, actor, Action.COMMAND, None, now, f"alert #{alert_id}")
+        return Outcome(False, refusal.message if refusal else f"There is no alert #{alert_id}.")
     integ = session.get(Integration, alert.integration_id) if alert.integration_id else None
     refusal = permit_on(session, actor, action, integ, now, f"alert #{alert_id}")
     return Outcome(False, refusal.message) if refusal is not None else None

@@ -265,3 +265,13 @@ def test_the_audit_trail_lists_the_newest_first_for_responders(
     with server.runtime.deps.sessions() as session:
         messages = session.scalars(select(OutboxMessage)).all()
     assert not any("U0GUEST01" in str(m.payload) for m in messages)  # refusals post nothing
+
+
+def test_a_guest_cannot_tell_an_alert_number_in_use_from_a_free_one(
+    server: RunningServer,
+) -> None:
+    alert_id = fire(server, "nightly")
+    used = command(server, f"ack {alert_id}", ROLES["guest"])
+    free = command(server, "ack 9999", ROLES["guest"])
+    assert "full members of this workspace" in used and "full members of this workspace" in free
+    assert "There is no alert" in command(server, "ack 9999", OTHER)
