@@ -81,9 +81,12 @@ def _tell_privately(client: WebClient, channel: str, user: str, text: str) -> No
 
 
 def register(app: App, deps: Deps, notify: Callable[[], None]) -> None:
-    def refused(actor: Actor) -> str | None:
+    def refused(actor: Actor, event_id: str | None = None) -> str | None:
         with transaction(deps.sessions) as session:
             refusal = permit(session, actor, Action.LOG_CHANGE, None, deps.clock(), "change")
+            if refusal is not None and event_id:
+                # Slack's retry of this event then finds it done: one refusal, told once.
+                slack_events.first_delivery(session, event_id, deps.clock())
         return refusal.message if refusal is not None else None
 
     @app.shortcut(wire_ids.LOG_CHANGE_SHORTCUT)
@@ -181,7 +184,7 @@ def register(app: App, deps: Deps, notify: Callable[[], None]) -> None:
             ):
                 return
         user = str(event.get("user") or "")
-        refusal = refused(Actor(user, channel, Surface.REACTION, deps.directory))
+        refusal = refused(Actor(user, channel, Surface.REACTION, deps.directory), event_id)
         if refusal is not None:
             _tell_privately(client, channel, user, refusal)
             return
