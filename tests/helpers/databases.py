@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from datetime import datetime
 
-from sqlalchemy import URL, create_engine, make_url, text
+from sqlalchemy import URL, Connection, create_engine, make_url, text
 from sqlalchemy.pool import NullPool
 
 from storage.migrate import upgrade
@@ -86,3 +87,24 @@ class PostgresDatabase:
             conn.execute(text(LOCK_TIMEOUT))
             for statement in statements:
                 conn.execute(text(statement))
+
+
+def insert_crm(conn: Connection, added: datetime) -> None:
+    """A system and the integration `crm` in raw SQL, as any schema version since the first
+    has them: for the migration tests, which cannot use today's models."""
+    conn.execute(
+        text(
+            "INSERT INTO systems (id, name, spec, added_at, updated_at) "
+            "VALUES ('slate', 'Slate', '{}', :now, :now)"
+        ),
+        {"now": added},
+    )
+    conn.execute(
+        text(
+            "INSERT INTO integrations (id, name, source_id, target_id, mechanism, "
+            "schedule, timezone, owner, channel, spec, added_at, updated_at) VALUES "
+            "('crm', 'CRM', 'slate', 'slate', 'api', 'realtime', 'UTC', 'U0OWNER01', "
+            "'C0INTEG01', '{}', :now, :now)"
+        ),
+        {"now": added},
+    )

@@ -9,6 +9,7 @@ from sqlalchemy import inspect, text
 
 from storage.db import make_engine
 from storage.migrate import alembic_config
+from tests.helpers.databases import insert_crm
 
 ADDED = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -21,22 +22,7 @@ def test_the_permissions_migration_dates_existing_heartbeat_keys_and_downgrades(
     engine = make_engine(empty_database_url)
     try:
         with engine.begin() as conn:
-            conn.execute(
-                text(
-                    "INSERT INTO systems (id, name, spec, added_at, updated_at) "
-                    "VALUES ('slate', 'Slate', '{}', :now, :now)"
-                ),
-                {"now": ADDED},
-            )
-            conn.execute(
-                text(
-                    "INSERT INTO integrations (id, name, source_id, target_id, mechanism, "
-                    "schedule, timezone, owner, channel, spec, added_at, updated_at) VALUES "
-                    "('crm', 'CRM', 'slate', 'slate', 'api', 'realtime', 'UTC', 'U0OWNER01', "
-                    "'C0INTEG01', '{}', :now, :now)"
-                ),
-                {"now": ADDED},
-            )
+            insert_crm(conn, ADDED)
             conn.execute(
                 text(
                     "INSERT INTO heartbeats (integration_id, key, status) "

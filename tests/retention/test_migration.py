@@ -10,6 +10,7 @@ from sqlalchemy import inspect, text
 
 from storage.db import make_engine
 from storage.migrate import alembic_config
+from tests.helpers.databases import insert_crm
 
 ADDED = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -26,22 +27,7 @@ def moment(value: object) -> datetime | None:
 def _history(conn) -> None:
     """Two alerts: #1 fired, was resolved and fired again, its post queued twice (the second
     after a silence); #2 fired and was never posted."""
-    conn.execute(
-        text(
-            "INSERT INTO systems (id, name, spec, added_at, updated_at) "
-            "VALUES ('slate', 'Slate', '{}', :now, :now)"
-        ),
-        {"now": ADDED},
-    )
-    conn.execute(
-        text(
-            "INSERT INTO integrations (id, name, source_id, target_id, mechanism, "
-            "schedule, timezone, owner, channel, spec, added_at, updated_at) VALUES "
-            "('crm', 'CRM', 'slate', 'slate', 'api', 'realtime', 'UTC', 'U0OWNER01', "
-            "'C0INTEG01', '{}', :now, :now)"
-        ),
-        {"now": ADDED},
-    )
+    insert_crm(conn, ADDED)
     for alert_id, key in ((1, "nightly"), (2, "quiet")):
         conn.execute(
             text(
