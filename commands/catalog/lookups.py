@@ -11,7 +11,7 @@ from commands.catalog.state import HEALTH_EMOJI, health, review_due, state_of
 from commands.catalog.views import integration_spec, system_spec
 from commands.core.matching import Candidate, find
 from commands.core.render import blocks as bk
-from commands.core.render.mrkdwn import escape, link, mention, strip_broadcasts
+from commands.core.render.mrkdwn import escape, group_mention, link, mention, strip_broadcasts
 from commands.core.render.text import render
 from commands.core.replies import Invocation, Reply
 from commands.monitors.status_lines import monitor_lines
@@ -112,7 +112,7 @@ def _owners_line(integ: Integration) -> str:
     if spec.backups:
         line += "  *Backups:* " + ", ".join(mention(b) for b in spec.backups)
     if spec.team:
-        line += f"  *Team:* <!subteam^{spec.team}>"
+        line += f"  *Team:* {group_mention(spec.team)}"
     return line
 
 

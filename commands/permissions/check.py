@@ -71,11 +71,7 @@ def may_see(session: Session, actor: Actor, integ: Integration) -> bool:
     """Whether the alerts and changes of `integ` may be shown to `actor` where they asked:
     anywhere for a public channel's integration; for a private one, in that channel or to
     its responders. A channel Slack cannot tell about counts as private."""
-    if actor.channel_id == integ.channel:
-        return True
-    if actor.directory.channel_is_private(integ.channel) is False:
-        return True
-    return is_responder(session, actor, integ)
+    return Visibility(session, actor, [integ])(integ)
 
 
 def _refusal(

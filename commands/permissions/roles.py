@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from commands.catalog.spec import Admins
 from commands.catalog.views import integration_spec
-from commands.core.render.mrkdwn import mention
+from commands.core.render.mrkdwn import group_mention, mention
 from commands.permissions.people import Directory, Person
 from storage.models import CatalogSetting, Integration
 from storage.models.catalog import ADMINS_SETTING
@@ -88,10 +88,6 @@ class Roles:
         if self.admins.group is not None:
             return f"members of {group_mention(self.admins.group)}"
         return ", ".join(mention(a) for a in self.admins.users)
-
-
-def group_mention(group_id: str) -> str:
-    return f"<!subteam^{group_id}>"
 
 
 def _is(person: Person, entry: str) -> bool:

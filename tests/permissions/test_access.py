@@ -275,3 +275,8 @@ def test_a_guest_cannot_tell_an_alert_number_in_use_from_a_free_one(
     free = command(server, "ack 9999", ROLES["guest"])
     assert "full members of this workspace" in used and "full members of this workspace" in free
     assert "There is no alert" in command(server, "ack 9999", OTHER)
+
+
+def test_owners_names_the_team_as_a_user_group_mention(server: RunningServer) -> None:
+    told = command(server, "owners crm", OTHER)
+    assert "*Team:* <!subteam^S0CRMTEAM>" in told

@@ -72,6 +72,11 @@ def mention(user: str) -> str:
     return escape(user)
 
 
+def group_mention(group_id: str) -> str:
+    """Mention a Slack user group (`S0123ABCD`), as its @handle."""
+    return f"<!subteam^{group_id}>"
+
+
 def link(url: str, label: str) -> str:
     """A mrkdwn link whose label cannot break out of the link syntax."""
     safe_url = url.replace(">", "%3E").replace("<", "%3C").replace("|", "%7C").replace(" ", "%20")
