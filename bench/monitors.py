@@ -44,6 +44,7 @@ from typing import Any
 import psutil
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
 from bench import harness
 from bench.catalog_gen import build_catalog, save_catalog
@@ -291,6 +292,10 @@ class Clock:
     def __call__(self) -> datetime:
         return self.now
 
+    def database(self, session: Session) -> datetime:
+        """As the database's clock, for leases: simulated time moves both."""
+        return self.now
+
 
 def _serve_probe_target(conn: Connection, slow_seconds: float) -> None:
     """The probed endpoints, in a process of their own so that the bot's CPU time measured
@@ -487,7 +492,7 @@ def run_tick(kind: str, workdir: Path, args: argparse.Namespace) -> TickResult:
             f"{result.heartbeats} heartbeats, {result.probes} probes…"
         )
         started = time.monotonic()
-        runtime = build_runtime(settings, clock=clock)
+        runtime = build_runtime(settings, clock=clock, lease_clock=clock.database)
         result.build_seconds = time.monotonic() - started
         try:
             result.database_version = harness.database_version(url)

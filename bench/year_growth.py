@@ -297,7 +297,7 @@ def run_year(args: argparse.Namespace, workdir: Path) -> Result:
         {"DATABASE_URL": url, "INTEG_CATALOG": str(path), "INTEG_DIGEST_CHANNEL": "C0DIGEST1"}
     )
     clock = Clock(START)
-    runtime = build_runtime(settings, clock=clock)
+    runtime = build_runtime(settings, clock=clock, lease_clock=clock.database)
     started = time.monotonic()
     try:
         with runtime.engine.connect() as conn:

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.settings import Settings
 from bot.workers.database_health import DatabaseHealth
 from commands.permissions.people import UNKNOWN, Directory
+from storage.leases import LeaseClock, database_clock
 
 
 def utcnow() -> datetime:
@@ -23,6 +24,9 @@ class Deps:
     sessions: sessionmaker[Session]
     # Injected so tests can drive time instead of sleeping.
     clock: Callable[[], datetime] = utcnow
+    # The clock claims are leased on: the database's, shared by every replica. Tests that
+    # drive `clock` by hand drive this one with it.
+    lease_clock: LeaseClock = database_clock
     # Who people are, as the workspace says (Slack's users and user groups, cached). Knowing
     # nobody, every action that needs a role is refused.
     directory: Directory = UNKNOWN

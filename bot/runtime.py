@@ -30,6 +30,7 @@ from commands.alerts.outbox_calls import alert_renderers
 from commands.outbox.calls import RENDERERS, Renderer
 from commands.permissions.people import CONSOLE, Directory
 from storage.db import make_engine, make_session_factory
+from storage.leases import LeaseClock, database_clock
 from storage.migrate import upgrade
 from storage.models import OutboxKind
 
@@ -147,11 +148,19 @@ def _directory(settings: Settings) -> Directory:
     )
 
 
-def build_runtime(settings: Settings, clock: Callable[[], datetime] = utcnow) -> Runtime:
+def build_runtime(
+    settings: Settings,
+    clock: Callable[[], datetime] = utcnow,
+    lease_clock: LeaseClock = database_clock,
+) -> Runtime:
     engine = open_database(settings)
     directory = _directory(settings)
     deps = Deps(
-        settings=settings, sessions=make_session_factory(engine), clock=clock, directory=directory
+        settings=settings,
+        sessions=make_session_factory(engine),
+        clock=clock,
+        lease_clock=lease_clock,
+        directory=directory,
     )
     watcher = CatalogWatcher(settings.catalog_path, deps.sessions, clock)
     watcher.check()

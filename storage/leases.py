@@ -9,16 +9,41 @@ keeps nothing: its claim runs out and the next look takes the row. The result is
 with another conditional UPDATE naming the claim, so a claim that ran out and was taken over
 cannot overwrite the newer result.
 
+Two clocks are at work. When a row is due is the application's time (`now`, the process's
+clock, injected in tests): it says when, not who. Whose a row is, is told by `claimed_until`,
+which is written and compared on the database's clock (`lease_now`, from a `LeaseClock`), so
+that replicas whose clocks disagree, or a host whose clock steps, still agree on whether a
+claim has run out. A skewed host may find work due early or late by its skew; it cannot take
+a row another worker holds.
+
 Nothing here commits; each function runs in the caller's transaction.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, CursorResult, String, and_, or_, update
+from sqlalchemy import ColumnElement, CursorResult, String, and_, func, or_, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
+
+# The time leases are measured in, read in the session that claims or compares.
+LeaseClock = Callable[[Session], datetime]
+
+
+def database_clock(session: Session) -> datetime:
+    """The database server's time now: the one clock every replica shares.
+
+    SQLite is a file on one host, and every process that opens it shares that host's clock,
+    so there it is the host's time."""
+    if session.get_bind().dialect.name == "postgresql":
+        # statement_timestamp, not now(): now() is the transaction's start, which a long
+        # transaction would leave behind.
+        value = session.scalar(select(func.statement_timestamp()))
+        assert isinstance(value, datetime)
+        return value.astimezone(UTC)
+    return datetime.now(UTC)
 
 
 class Leased:
@@ -29,14 +54,15 @@ class Leased:
     claimed_until: Mapped[datetime | None] = mapped_column()
 
 
-def unclaimed(model: type[Leased], now: datetime) -> ColumnElement[bool]:
-    """Not held by a live claim: never claimed, released, or a claim that ran out."""
-    return or_(model.claimed_until.is_(None), model.claimed_until < now)
+def unclaimed(model: type[Leased], lease_now: datetime) -> ColumnElement[bool]:
+    """Not held by a live claim: never claimed, released, or a claim that ran out (on the
+    database's clock)."""
+    return or_(model.claimed_until.is_(None), model.claimed_until < lease_now)
 
 
-def claimable(model: type[Leased], now: datetime) -> ColumnElement[bool]:
+def claimable(model: type[Leased], now: datetime, lease_now: datetime) -> ColumnElement[bool]:
     """Due now and not held by a live claim."""
-    return and_(model.due_at <= now, unclaimed(model, now))
+    return and_(model.due_at <= now, unclaimed(model, lease_now))
 
 
 def claim(
@@ -44,16 +70,17 @@ def claim(
     model: type[Leased],
     *where: ColumnElement[bool],
     now: datetime,
+    lease_now: datetime,
     worker: str,
     until: datetime,
 ) -> bool:
-    """Claim the row `where` selects for `worker` until `until`, if it is claimable now;
-    True when this call took it."""
+    """Claim the row `where` selects for `worker` until `until` (on the database's clock, as
+    `lease_now` is), if it is claimable now; True when this call took it."""
     return set_if(
         session,
         model,
         *where,
-        claimable(model, now),
+        claimable(model, now, lease_now),
         claimed_by=worker,
         claimed_until=until,
     )

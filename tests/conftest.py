@@ -109,7 +109,7 @@ def make_runtime(clock: FixedClock) -> Iterator[Callable[..., Runtime]]:
     built: list[Runtime] = []
 
     def make(settings: Settings) -> Runtime:
-        runtime = build_runtime(settings, clock=clock)
+        runtime = build_runtime(settings, clock=clock, lease_clock=clock.database)
         built.append(runtime)
         return runtime
 

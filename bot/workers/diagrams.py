@@ -166,11 +166,23 @@ class DiagramPool:
         with self._lock:
             skip |= frozenset(self._in_hand)
         with transaction(self.deps.sessions) as session:
-            found = claims.upload_candidates(session, self.deps.clock(), LOOK_AHEAD, skip=skip)
+            found = claims.upload_candidates(
+                session,
+                self.deps.clock(),
+                self.deps.lease_clock(session),
+                LOOK_AHEAD,
+                skip=skip,
+            )
         for message_id in found:
             try:
                 with transaction(self.deps.sessions) as session:
-                    job = claims.claim_upload(session, message_id, self.deps.clock(), self.claimant)
+                    job = claims.claim_upload(
+                        session,
+                        message_id,
+                        self.deps.clock(),
+                        self.deps.lease_clock(session),
+                        self.claimant,
+                    )
             except claims.Skipped:
                 continue  # another thread or process got there first
             with self._lock:
@@ -208,7 +220,8 @@ class DiagramPool:
         while True:
             try:
                 with transaction(self.deps.sessions) as session:
-                    return claims.hold_for_upload(session, job, self.deps.clock(), self.claimant)
+                    lease_now = self.deps.lease_clock(session)
+                    return claims.hold_for_upload(session, job, lease_now, self.claimant)
             except claims.Skipped:
                 pass  # another write holds the channel: alerts go first
             except claims.Lost:
@@ -221,6 +234,6 @@ class DiagramPool:
     def _give_back(self, job: Job) -> None:
         try:
             with transaction(self.deps.sessions) as session:
-                claims.give_back_upload(session, job, self.claimant, self.deps.clock())
+                claims.give_back_upload(session, job, self.claimant, self.deps.lease_clock(session))
         except Exception as exc:  # the lease runs out by itself
             log.warning("outbox #%d: diagram not given back: %s", job.id, exc)

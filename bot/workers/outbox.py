@@ -153,7 +153,7 @@ class OutboxWorker:
     def _hand_back(self) -> None:
         try:
             with transaction(self.deps.sessions) as session:
-                count = claims.hand_back(session, self.worker_id, self.deps.clock())
+                count = claims.hand_back(session, self.worker_id, self.deps.lease_clock(session))
         except Exception as exc:  # stopping anyway: the leases expire by themselves
             log.warning("outbox worker %s: claims not handed back: %s", self.worker_id, exc)
             return
@@ -216,12 +216,13 @@ class OutboxWorker:
 
     def _candidates(self, now: datetime, limit: int) -> list[int]:
         with transaction(self.deps.sessions) as session:
-            return claims.candidates(session, now, limit)
+            return claims.candidates(session, now, self.deps.lease_clock(session), limit)
 
     def _claim(self, message_id: int, now: datetime) -> Job | None:
         try:
             with transaction(self.deps.sessions) as session:
-                job, superseded = claims.claim(session, message_id, now, self.worker_id)
+                lease_now = self.deps.lease_clock(session)
+                job, superseded = claims.claim(session, message_id, now, lease_now, self.worker_id)
         except claims.Skipped:
             return None
         if superseded:
@@ -412,7 +413,14 @@ class OutboxWorker:
     def _record_once(self, job: Job, outcome: Outcome) -> bool:
         now = self.deps.clock()
         with transaction(self.deps.sessions) as session:
-            results.record(session, job, outcome, now, self.worker_id)
+            results.record(
+                session,
+                job,
+                outcome,
+                now,
+                self.worker_id,
+                lease_now=self.deps.lease_clock(session),
+            )
         OUTBOX_ATTEMPTS.labels(outcome.result.value).inc()
         if outcome.result == Result.OK:
             OUTBOX_SENT.labels(job.kind).inc()

@@ -95,7 +95,7 @@ class ProbeRunner:
             now = self.deps.clock()
             with transaction(self.deps.sessions) as session:
                 sync_probes(session, now)
-                candidates = due_probes(session, now)
+                candidates = due_probes(session, now, self.deps.lease_clock(session))
             futures: list[Future[bool]] = [
                 self._pool.submit(self._run_one, ident) for ident in candidates
             ]
@@ -121,7 +121,8 @@ class ProbeRunner:
     def _run_one(self, integration_id: str) -> bool:
         started = self.deps.clock()
         with transaction(self.deps.sessions) as session:
-            probe = claim_probe(session, integration_id, self.worker_id, started)
+            lease_now = self.deps.lease_clock(session)
+            probe = claim_probe(session, integration_id, self.worker_id, started, lease_now)
         if probe is None:
             return False  # another worker has it, or it is no longer due
         outcome = self.check(probe)

@@ -80,7 +80,8 @@ class StatusPoller:
             with transaction(self.deps.sessions) as session:
                 now = self.deps.clock()
                 vendor_status.sync_status_pages(session, now)
-                due = vendor_status.due_pages(session, now, MAX_PAGES_PER_RUN)
+                lease_now = self.deps.lease_clock(session)
+                due = vendor_status.due_pages(session, now, lease_now, MAX_PAGES_PER_RUN)
         except Exception:
             log.exception("status pages: could not look for due pages")
             return 0
@@ -110,7 +111,12 @@ class StatusPoller:
         try:
             with transaction(self.deps.sessions) as session:
                 claim = vendor_status.claim_page(
-                    session, system_id, self.deps.clock(), self.worker_id, LEASE
+                    session,
+                    system_id,
+                    self.deps.clock(),
+                    self.deps.lease_clock(session),
+                    self.worker_id,
+                    LEASE,
                 )
         except Exception:
             log.exception("status page of %s: could not be claimed", system_id)

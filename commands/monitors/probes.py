@@ -162,22 +162,22 @@ def sync_probes(session: Session, now: datetime) -> None:
 # -- claiming --------------------------------------------------------------------------------
 
 
-def due_probes(session: Session, now: datetime) -> list[str]:
+def due_probes(session: Session, now: datetime, lease_now: datetime) -> list[str]:
     """Probes due and not held by a live claim, the longest-waiting first."""
     return list(
         session.scalars(
             select(Probe.integration_id)
-            .where(leases.claimable(Probe, now))
+            .where(leases.claimable(Probe, now, lease_now))
             .order_by(Probe.due_at, Probe.integration_id)
         )
     )
 
 
 def claim_probe(
-    session: Session, integration_id: str, worker_id: str, now: datetime
+    session: Session, integration_id: str, worker_id: str, now: datetime, lease_now: datetime
 ) -> ClaimedProbe | None:
     """Take the probe for one check; None if it is not due, another worker holds it, or its
-    integration no longer has one."""
+    integration no longer has one. The lease is on the database's clock (`lease_now`)."""
     row = session.execute(
         select(
             Probe.due_at,
@@ -195,7 +195,7 @@ def claim_probe(
     parsed = integration_spec_of(spec, integration_id).probe
     if parsed is None or due_at > now:
         return None
-    claimed_until = now + 3 * parse_duration(parsed.timeout) + LEASE_MARGIN
+    claimed_until = lease_now + 3 * parse_duration(parsed.timeout) + LEASE_MARGIN
     # The due time read above is part of the condition: if another worker checked the probe
     # since, it moved due_at and this changes nothing.
     claimed = leases.claim(
@@ -204,6 +204,7 @@ def claim_probe(
         Probe.integration_id == integration_id,
         Probe.due_at == due_at,
         now=now,
+        lease_now=lease_now,
         worker=worker_id,
         until=claimed_until,
     )

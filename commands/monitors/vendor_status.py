@@ -83,12 +83,12 @@ def sync_status_pages(session: Session, now: datetime) -> None:
         )
 
 
-def due_pages(session: Session, now: datetime, limit: int = 100) -> list[str]:
+def due_pages(session: Session, now: datetime, lease_now: datetime, limit: int = 100) -> list[str]:
     """Systems whose page is due and not held by a live claim, longest waiting first."""
     return list(
         session.scalars(
             select(StatusPage.system_id)
-            .where(leases.claimable(StatusPage, now))
+            .where(leases.claimable(StatusPage, now, lease_now))
             .order_by(StatusPage.due_at, StatusPage.system_id)
             .limit(limit)
         )
@@ -96,18 +96,24 @@ def due_pages(session: Session, now: datetime, limit: int = 100) -> list[str]:
 
 
 def claim_page(
-    session: Session, system_id: str, now: datetime, worker_id: str, lease: timedelta
+    session: Session,
+    system_id: str,
+    now: datetime,
+    lease_now: datetime,
+    worker_id: str,
+    lease: timedelta,
 ) -> PageClaim | None:
     """Hold the page for one poll, or None when it is not due or someone else holds it.
 
     due_at is moved only when the result is recorded: a process that dies mid-poll leaves a
     claim that runs out after `lease`, and the page is then polled by whoever looks next."""
-    held_until = now + lease
+    held_until = lease_now + lease
     claimed = leases.claim(
         session,
         StatusPage,
         StatusPage.system_id == system_id,
         now=now,
+        lease_now=lease_now,
         worker=worker_id,
         until=held_until,
     )

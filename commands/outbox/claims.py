@@ -3,6 +3,9 @@
 A claim is one transaction: a conditional UPDATE of the row that must change exactly one row
 (`storage.leases`), plus a hold on its channel so that no other write to that channel starts
 while this one is in flight. Nothing here talks to Slack or commits.
+
+A claim's lease and a channel's hold and pace are times on the database's clock
+(`lease_now`), shared by every replica; when a row is due is the process's (`now`).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ class Lost(Exception):
     row, or it was handed back. Leave the row to whoever has it now."""
 
 
-def candidates(session: Session, now: datetime, limit: int) -> list[int]:
+def candidates(session: Session, now: datetime, lease_now: datetime, limit: int) -> list[int]:
     """The first eligible message of each channel that may be written to now.
 
     One per channel because pacing allows no more this second anyway; and picking per
@@ -75,7 +78,7 @@ def candidates(session: Session, now: datetime, limit: int) -> list[int]:
             m.status == _PENDING,
             # Diagrams are drawn first, on threads of their own (`upload_candidates`).
             m.kind != UPLOAD.value,
-            leases.claimable(m, now),
+            leases.claimable(m, now, lease_now),
             not_(waiting),
             # Order per alert: only its lowest pending message may go.
             ~exists().where(
@@ -85,7 +88,7 @@ def candidates(session: Session, now: datetime, limit: int) -> list[int]:
                 not_(earlier_waiting),
             ),
             edit_free,
-            ~exists().where(ChannelPace.channel == m.channel, ChannelPace.next_at > now),
+            ~exists().where(ChannelPace.channel == m.channel, ChannelPace.next_at > lease_now),
         )
         .group_by(m.channel)
         .order_by(func.min(m.id))
@@ -94,7 +97,9 @@ def candidates(session: Session, now: datetime, limit: int) -> list[int]:
     return [int(i) for i in session.scalars(query)]
 
 
-def claim(session: Session, message_id: int, now: datetime, worker: str) -> tuple[Job, int]:
+def claim(
+    session: Session, message_id: int, now: datetime, lease_now: datetime, worker: str
+) -> tuple[Job, int]:
     """Claim the row and hold its channel; the job, and how many queued updates of its alert
     this send makes unnecessary (marked sent). Raises `Skipped` when the row or its channel
     is not to be had, and the caller rolls back."""
@@ -104,20 +109,21 @@ def claim(session: Session, message_id: int, now: datetime, worker: str) -> tupl
     # claimant is one whose last claim ended without a result. A race with another claimant
     # cannot mislead this: whoever changes the row in between makes the claim match nothing.
     earlier_claimant = session.scalar(select(m.claimed_by).where(m.id == message_id))
-    held_until = now + LEASE
+    held_until = lease_now + LEASE
     taken = leases.claim(
         session,
         m,
         m.id == message_id,
         m.status == _PENDING,
         now=now,
+        lease_now=lease_now,
         worker=worker,
         until=held_until,
     )
     if not taken:
         raise Skipped  # another worker claimed it between our look and our claim
     row = session.get_one(m, message_id)
-    if not hold_channel(session, row.channel, now, held_until):
+    if not hold_channel(session, row.channel, lease_now, held_until):
         raise Skipped  # rolls the claim back: the message stays pending for the next look
     job = Job(
         id=row.id,
@@ -141,11 +147,11 @@ def claim(session: Session, message_id: int, now: datetime, worker: str) -> tupl
         # (PostgreSQL: FOR SHARE. SQLite has one writer, so it cannot interleave anyway.)
         session.execute(select(Alert.id).where(Alert.id == job.alert_id).with_for_update(read=True))
         if renders_now:
-            superseded = supersede(session, job, now, worker)
+            superseded = supersede(session, job, now, lease_now, worker)
     return job, superseded
 
 
-def supersede(session: Session, job: Job, now: datetime, worker: str) -> int:
+def supersede(session: Session, job: Job, now: datetime, lease_now: datetime, worker: str) -> int:
     """Mark the alert's other queued updates sent: this send renders the alert after the
     claim commits, so it shows every change they were queued for. Updates queued after a
     reply stay, so that the reply still comes before them. How many were marked."""
@@ -163,7 +169,7 @@ def supersede(session: Session, job: Job, now: datetime, worker: str) -> int:
         m.kind == UPDATE.value,
         m.status == _PENDING,
         m.id != job.id,
-        leases.claimable(m, now),
+        leases.claimable(m, now, lease_now),
     ]
     if boundary is not None:
         where.append(m.id < boundary)
@@ -182,9 +188,9 @@ def supersede(session: Session, job: Job, now: datetime, worker: str) -> int:
     return int(done.rowcount or 0)  # type: ignore[attr-defined]
 
 
-def hold_channel(session: Session, channel: str, now: datetime, until: datetime) -> bool:
+def hold_channel(session: Session, channel: str, lease_now: datetime, until: datetime) -> bool:
     """Take the channel for one write, until its result is recorded (`results.free_channel`)
-    or `until`; False when it is not free now.
+    or `until`; False when it is not free now (both on the database's clock).
 
     Both statements are conditional, so two processes racing for one channel cannot both
     win: on PostgreSQL the loser waits for the winner's row lock and then finds next_at moved.
@@ -193,7 +199,7 @@ def hold_channel(session: Session, channel: str, now: datetime, until: datetime)
         session,
         ChannelPace,
         ChannelPace.channel == channel,
-        ChannelPace.next_at <= now,
+        ChannelPace.next_at <= lease_now,
         next_at=until,
     ):
         return True
@@ -207,7 +213,7 @@ def hold_channel(session: Session, channel: str, now: datetime, until: datetime)
     return created.first() is not None
 
 
-def hand_back(session: Session, worker: str, now: datetime) -> int:
+def hand_back(session: Session, worker: str, lease_now: datetime) -> int:
     """At shutdown, give back what this worker still holds, so that a restart (or another
     replica) sends it at once instead of when the lease runs out; how many rows.
 
@@ -224,7 +230,7 @@ def hand_back(session: Session, worker: str, now: datetime) -> int:
         session.execute(
             update(ChannelPace)
             .where(ChannelPace.channel == channel, ChannelPace.next_at <= held_until)
-            .values(next_at=now)
+            .values(next_at=lease_now)
             .execution_options(synchronize_session=False)
         )
     session.execute(
@@ -245,14 +251,19 @@ def hand_back(session: Session, worker: str, now: datetime) -> int:
 
 
 def upload_candidates(
-    session: Session, now: datetime, limit: int, *, skip: frozenset[int] = frozenset()
+    session: Session,
+    now: datetime,
+    lease_now: datetime,
+    limit: int,
+    *,
+    skip: frozenset[int] = frozenset(),
 ) -> list[int]:
     """Diagrams due now and held by no live claim, oldest first, leaving out `skip` (those
     this process has in hand). Their channels may be busy: drawing writes nothing to them."""
     m = OutboxMessage
     query = (
         select(m.id)
-        .where(m.kind == UPLOAD.value, m.status == _PENDING, leases.claimable(m, now))
+        .where(m.kind == UPLOAD.value, m.status == _PENDING, leases.claimable(m, now, lease_now))
         .order_by(m.id)
         .limit(limit)
     )
@@ -261,13 +272,15 @@ def upload_candidates(
     return [int(i) for i in session.scalars(query)]
 
 
-def claim_upload(session: Session, message_id: int, now: datetime, worker: str) -> Job:
+def claim_upload(
+    session: Session, message_id: int, now: datetime, lease_now: datetime, worker: str
+) -> Job:
     """Claim a diagram's row to draw it, for a lease of LEASE, without its channel; raises
     `Skipped` when another worker got there first."""
     m = OutboxMessage
     # As in `claim`: a pending row that still names a claimant was left without a result.
     earlier_claimant = session.scalar(select(m.claimed_by).where(m.id == message_id))
-    until = now + LEASE
+    until = lease_now + LEASE
     taken = leases.claim(
         session,
         m,
@@ -275,6 +288,7 @@ def claim_upload(session: Session, message_id: int, now: datetime, worker: str) 
         m.kind == UPLOAD.value,
         m.status == _PENDING,
         now=now,
+        lease_now=lease_now,
         worker=worker,
         until=until,
     )
@@ -306,20 +320,20 @@ def _still_mine(job: Job, worker: str) -> list[ColumnElement[bool]]:
     ]
 
 
-def hold_for_upload(session: Session, job: Job, now: datetime, worker: str) -> Job:
+def hold_for_upload(session: Session, job: Job, lease_now: datetime, worker: str) -> Job:
     """The drawn diagram's claim renewed and its channel held for the upload, as `claim`
     holds it for a message: the job as it is now. Raises `Skipped` while another write holds
     the channel (the caller rolls back and asks again) and `Lost` when the claim is no longer
     this worker's. A claim whose lease ran out while nobody took the row is still good."""
-    until = now + LEASE
+    until = lease_now + LEASE
     if not leases.set_if(session, OutboxMessage, *_still_mine(job, worker), claimed_until=until):
         raise Lost
-    if not hold_channel(session, job.channel, now, until):
+    if not hold_channel(session, job.channel, lease_now, until):
         raise Skipped  # rolls the renewal back too
     return replace(job, held_until=until, holds_channel=True)
 
 
-def give_back_upload(session: Session, job: Job, worker: str, now: datetime) -> bool:
+def give_back_upload(session: Session, job: Job, worker: str, lease_now: datetime) -> bool:
     """Give a claimed diagram back (its worker is stopping): due at once for whoever looks
     next, and its channel free now if this claim held it. claimed_by stays when a call may
     have been in flight, or an earlier claim had left the row in doubt, so that a text
@@ -338,7 +352,7 @@ def give_back_upload(session: Session, job: Job, worker: str, now: datetime) -> 
         session.execute(
             update(ChannelPace)
             .where(ChannelPace.channel == job.channel, ChannelPace.next_at <= job.held_until)
-            .values(next_at=now)
+            .values(next_at=lease_now)
             .execution_options(synchronize_session=False)
         )
     return True

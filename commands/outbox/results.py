@@ -24,8 +24,9 @@ log = logging.getLogger(__name__)
 # write to a channel starts PACE after the previous call to it *returned*: Slack received that
 # call before it answered, so the two arrive at least PACE apart whatever the network and
 # rendering add. Counting from the claim instead let 12-21% of a storm's calls arrive less
-# than a second apart (bench/README.md, storm finding 4). The 0.1 s over Slack's second
-# absorbs clock differences between the hosts that share channel_pace.
+# than a second apart (bench/README.md, storm finding 4). channel_pace is on the database's
+# clock, which every replica shares; the 0.1 s over Slack's second is a margin for the time
+# between reading that clock and the call leaving.
 PACE = timedelta(seconds=1.1)
 MAX_BACKOFF = timedelta(minutes=5)
 # A Retry-After outside this range is a broken header, not advice worth following.
@@ -53,8 +54,17 @@ class Outcome:
     unresolved: bool = False
 
 
-def record(session: Session, job: Job, outcome: Outcome, now: datetime, worker: str) -> None:
-    """Store the attempt and move the row on: sent, failed for good, or due again later."""
+def record(
+    session: Session,
+    job: Job,
+    outcome: Outcome,
+    now: datetime,
+    worker: str,
+    *,
+    lease_now: datetime,
+) -> None:
+    """Store the attempt and move the row on: sent, failed for good, or due again later.
+    `lease_now` is the database's clock, on which the channel's next write is set."""
     row = session.get_one(OutboxMessage, job.id)
     # Counted before this attempt's row is added, so it counts the earlier ones only.
     failures = failures_before(session, job.id) + 1 if outcome.result == Result.RETRY else 0
@@ -70,9 +80,9 @@ def record(session: Session, job: Job, outcome: Outcome, now: datetime, worker: 
         )
     )
     row.attempts = (row.attempts or 0) + 1
-    # `now` is after the call returned, so the channel's next write starts at least PACE
-    # after Slack had this one (see PACE).
-    free_at = now + PACE
+    # Read after the call returned, so the channel's next write starts at least PACE after
+    # Slack had this one (see PACE).
+    free_at = lease_now + PACE
     if outcome.result == Result.OK:
         record_sent(session, row, job, outcome, now)
     elif outcome.result == Result.RATELIMITED:
@@ -80,7 +90,7 @@ def record(session: Session, job: Job, outcome: Outcome, now: datetime, worker: 
         # Not a failure: Slack said when, so the message simply waits, and so does every
         # other message for that channel (in every process, via the table).
         release(row, due_at=now + retry_after, error=outcome.error)
-        free_at = max(free_at, now + retry_after)
+        free_at = max(free_at, lease_now + retry_after)
         log.info("outbox #%d: rate limited on %s for %ss", job.id, row.channel, retry_after)
     elif outcome.result == Result.RETRY:
         backoff = min(timedelta(seconds=2 ** (failures - 1)), MAX_BACKOFF)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import uvicorn
+from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bot.runtime import Runtime
@@ -30,6 +31,11 @@ class FixedClock:
         self.now = now
 
     def __call__(self) -> datetime:
+        return self.now
+
+    def database(self, session: Session) -> datetime:
+        """As the database's clock, which leases are measured in: the same time, so that a
+        test lets a lease run out by moving this clock."""
         return self.now
 
 

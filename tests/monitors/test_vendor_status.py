@@ -702,9 +702,9 @@ def test_claiming_a_page_changes_one_row_or_none(runtime, clock):
     with transaction(runtime.deps.sessions) as session:
         vendor_status.sync_status_pages(session, clock.now)
     with transaction(runtime.deps.sessions) as session:
-        first = vendor_status.claim_page(session, "canvas", clock.now, "a", LEASE)
+        first = vendor_status.claim_page(session, "canvas", clock.now, clock.now, "a", LEASE)
     with transaction(runtime.deps.sessions) as session:
-        second = vendor_status.claim_page(session, "canvas", clock.now, "b", LEASE)
+        second = vendor_status.claim_page(session, "canvas", clock.now, clock.now, "b", LEASE)
     assert first is not None and first.worker_id == "a"
     assert second is None
 

@@ -272,7 +272,7 @@ def test_a_diagram_whose_process_died_while_drawing_it_is_drawn_again_after_its_
     [diagram] = uploads(runtime)
     # Another process claimed it to draw it, and died drawing.
     with transaction(runtime.deps.sessions) as session:
-        claims.claim_upload(session, diagram.id, clock.now, "dead-host:4242/diagrams")
+        claims.claim_upload(session, diagram.id, clock.now, clock.now, "dead-host:4242/diagrams")
 
     # Its claim held the row and nothing else: the channel still takes messages.
     with transaction(runtime.deps.sessions) as session:

@@ -680,7 +680,12 @@ def test_two_workers_never_send_a_message_twice(runtime, fake_slack, clock, data
         queue(runtime, POST, alert_id, channel=channels[n % len(channels)])
     # A second engine: as close to a second process as one test can get.
     engine = make_engine(database_url)
-    other_deps = Deps(runtime.deps.settings, make_session_factory(engine), runtime.deps.clock)
+    other_deps = Deps(
+        runtime.deps.settings,
+        make_session_factory(engine),
+        runtime.deps.clock,
+        lease_clock=runtime.deps.lease_clock,
+    )
     sender = SlackSender(BOT_TOKEN, fake_slack.url)
     workers = [
         OutboxWorker(

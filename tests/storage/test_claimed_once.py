@@ -36,7 +36,7 @@ def queued_messages(runtime: Runtime, clock: FixedClock) -> list[object]:
 def claim_message(runtime: Runtime, key: object, clock: FixedClock, name: str) -> int:
     try:
         with transaction(runtime.deps.sessions) as session:
-            claims.claim(session, int(str(key)), clock.now, name)
+            claims.claim(session, int(str(key)), clock.now, clock.now, name)
     except claims.Skipped:
         return 0
     return 1
@@ -61,7 +61,7 @@ def queued_diagrams(runtime: Runtime, clock: FixedClock) -> list[object]:
 def claim_diagram(runtime: Runtime, key: object, clock: FixedClock, name: str) -> int:
     try:
         with transaction(runtime.deps.sessions) as session:
-            claims.claim_upload(session, int(str(key)), clock.now, name)
+            claims.claim_upload(session, int(str(key)), clock.now, clock.now, name)
     except claims.Skipped:
         return 0
     return 1
@@ -70,23 +70,26 @@ def claim_diagram(runtime: Runtime, key: object, clock: FixedClock, name: str) -
 def due_probe_ids(runtime: Runtime, clock: FixedClock) -> list[object]:
     with transaction(runtime.deps.sessions) as session:
         sync_probes(session, clock.now)  # as each probe run does first
-        return list(due_probes(session, clock.now))
+        return list(due_probes(session, clock.now, clock.now))
 
 
 def claim_one_probe(runtime: Runtime, key: object, clock: FixedClock, name: str) -> int:
     with transaction(runtime.deps.sessions) as session:
-        return int(claim_probe(session, str(key), name, clock.now) is not None)
+        return int(claim_probe(session, str(key), name, clock.now, clock.now) is not None)
 
 
 def due_page_ids(runtime: Runtime, clock: FixedClock) -> list[object]:
     with transaction(runtime.deps.sessions) as session:
         sync_status_pages(session, clock.now)  # as each poll does first
-        return list(due_pages(session, clock.now))
+        return list(due_pages(session, clock.now, clock.now))
 
 
 def claim_one_page(runtime: Runtime, key: object, clock: FixedClock, name: str) -> int:
     with transaction(runtime.deps.sessions) as session:
-        return int(claim_page(session, str(key), clock.now, name, timedelta(minutes=1)) is not None)
+        return int(
+            claim_page(session, str(key), clock.now, clock.now, name, timedelta(minutes=1))
+            is not None
+        )
 
 
 def missed_heartbeats(runtime: Runtime, clock: FixedClock) -> list[object]:
