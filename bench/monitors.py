@@ -53,7 +53,7 @@ from bench.loopback_http import Request, answered_with, error_counts, latencies_
 from bot.runtime import Runtime, build_runtime
 from bot.settings import load_settings
 from bot.workers.probes import ProbeRunner
-from commands.monitors.heartbeats import record_ping
+from commands.monitors import ping_batches
 from storage.db import transaction
 from storage.models import Heartbeat
 from tests.helpers.fake_slack import FakeSlack
@@ -556,8 +556,9 @@ def pings_during_tick(
     args: argparse.Namespace,
 ) -> None:
     """A busy tick again (every deadline passed once more), with one job pinging every
-    20 ms meanwhile, the way `bot/web/pings.py` stores a ping: what a job waits while the tick
-    holds the rows (PostgreSQL) or the write lock (SQLite) it has taken."""
+    20 ms meanwhile, through the intake writer as `bot/web/pings.py` sends a ping: what a job
+    waits while the tick holds the rows (PostgreSQL) or the write lock (SQLite) it has
+    taken."""
     keys = [f"hb-{ident}" for ident in _heartbeat_ids(runtime)]
     rng = random.Random(args.seed + 2)
     stop = threading.Event()
@@ -567,19 +568,12 @@ def pings_during_tick(
         while not stop.is_set():
             started = time.perf_counter()
             error = None
+            ping = ping_batches.Ping(
+                rng.choice(keys), "success", "GET", "curl/8.5.0", "127.0.0.1", None
+            )
             try:
-                with transaction(runtime.deps.sessions) as session:
-                    record_ping(
-                        session,
-                        rng.choice(keys),
-                        "success",
-                        now=clock(),
-                        method="GET",
-                        user_agent="curl/8.5.0",
-                        remote_addr="127.0.0.1",
-                        body=None,
-                    )
-            except Exception as exc:  # what the endpoint would answer 500 for
+                runtime.intake.submit_ping(ping).result(timeout=30)
+            except Exception as exc:  # what the endpoint would answer 5xx for
                 error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:100]}"
             pings.append((started, time.perf_counter() - started, error))
             stop.wait(0.02)

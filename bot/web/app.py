@@ -170,7 +170,7 @@ def build_http_app(
         routes.append(
             Route(f"/hooks/{source}", _measured(f"hooks_{source}", endpoint), methods=["POST"])
         )
-    ping = _measured("ping", make_ping_endpoint(deps, notify_outbox))
+    ping = _measured("ping", make_ping_endpoint(deps, intake, notify_outbox))
     routes.append(Route("/ping/{key}", ping, methods=["GET", "HEAD", "POST"]))
     routes.append(Route("/ping/{key}/{kind}", ping, methods=["GET", "HEAD", "POST"]))
     return Starlette(routes=routes)

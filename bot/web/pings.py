@@ -17,59 +17,41 @@ from bot import metrics
 from bot.deps import Deps
 from bot.web.request_body import CLOSE, BodyRefused, read_body
 from bot.workers.database_health import DatabaseUnavailable
-from commands.monitors.heartbeats import (
-    FAIL,
-    MAX_BODY,
-    START,
-    SUCCESS,
-    PingResult,
-    is_heartbeat_key,
-    record_ping,
-)
-from storage.db import transaction
+from bot.workers.intake_writer import Busy, IntakeWriter, StoreFailed
+from commands.monitors.heartbeats import FAIL, MAX_BODY, START, SUCCESS
+from commands.monitors.ping_batches import Ping
 
 log = logging.getLogger(__name__)
 
-# Pings are short writes; a few at a time keep SQLite's one writer busy without a queue of
-# threads each holding a connection.
-PING_WORKERS = 4
+# Looking up a key that is not in memory reads one indexed row; a few at a time are plenty.
+LOOKUP_WORKERS = 4
 
 
-def _is_known(deps: Deps, key: str) -> bool:
-    """Whether a heartbeat has this key; DatabaseUnavailable when the database cannot say."""
-    with deps.database.guard(), deps.sessions() as session:
-        return is_heartbeat_key(session, key)
-
-
-def _refused(exc: DatabaseUnavailable) -> Response:
+def _refused(reason: str, retry_after: int) -> Response:
     # Nothing was stored; a job's `curl --retry` tries again after Retry-After, and the
     # missed-run check waits for that retry (heartbeats.raise_missed). The body may be unread.
     return PlainTextResponse(
-        f"unavailable: the database does not answer ({exc}); try again later\n",
+        f"unavailable: {reason}; try again later\n",
         status_code=503,
-        headers={"Retry-After": str(exc.retry_after), **CLOSE},
+        headers={"Retry-After": str(retry_after), **CLOSE},
     )
 
 
-def make_ping_endpoint(
-    deps: Deps, notify_outbox: Callable[[], None]
-) -> Callable[[Request], Awaitable[Response]]:
-    limiter = CapacityLimiter(PING_WORKERS)
+def _not_found(headers: dict[str, str] | None = None) -> Response:
+    metrics.PINGS.labels("unknown").inc()
+    return PlainTextResponse("not found: no heartbeat has this key\n", 404, headers=headers)
 
-    def store(
-        key: str, kind: str, method: str, agent: str | None, addr: str | None, body: str | None
-    ) -> PingResult | None:
-        with transaction(deps.sessions) as session:
-            return record_ping(
-                session,
-                key,
-                kind,
-                now=deps.clock(),
-                method=method,
-                user_agent=agent,
-                remote_addr=addr,
-                body=body,
-            )
+
+def make_ping_endpoint(
+    deps: Deps, writer: IntakeWriter, notify_outbox: Callable[[], None]
+) -> Callable[[Request], Awaitable[Response]]:
+    limiter = CapacityLimiter(LOOKUP_WORKERS)
+
+    def is_known(key: str) -> bool:
+        """Whether a heartbeat has this key; DatabaseUnavailable when the database cannot
+        say."""
+        with deps.database.guard(), deps.sessions() as session:
+            return writer.heartbeats.lookup(session, key) is not None
 
     async def endpoint(request: Request) -> Response:
         key = request.path_params["key"]
@@ -84,37 +66,42 @@ def make_ping_endpoint(
             return PlainTextResponse("ignored: requests from Slackbot do not count\n")
         if (reason := deps.database.reason) is not None:
             # Known to be down: answered at once, before the body or a worker thread.
-            return _refused(DatabaseUnavailable(reason))
+            exc = DatabaseUnavailable(reason)
+            return _refused(f"the database does not answer ({exc})", exc.retry_after)
         raw = b""
         if request.method == "POST" and request.headers.get("content-length") != "0":
-            # The key first (one indexed row): a body posted to a wrong URL is never read.
-            try:
-                known = await deps.database.run(_is_known, deps, key, limiter=limiter)
-            except DatabaseUnavailable as exc:
-                return _refused(exc)
-            if not known:
-                metrics.PINGS.labels("unknown").inc()
-                return PlainTextResponse(
-                    "not found: no heartbeat has this key\n", status_code=404, headers=CLOSE
-                )
+            # The key first (from memory, or one indexed row): a body posted to a wrong URL
+            # is never read.
+            if not writer.heartbeats.remembers(key):
+                try:
+                    known = await deps.database.run(is_known, key, limiter=limiter)
+                except DatabaseUnavailable as exc:
+                    return _refused(f"the database does not answer ({exc})", exc.retry_after)
+                if not known:
+                    return _not_found(CLOSE)  # its body is left unread
             try:
                 # A long log still counts as a ping, with its first MAX_BODY bytes kept; past
                 # request_body.MAX_BODY (1 MiB) it is refused rather than read to the end.
                 raw = await read_body(request, keep=MAX_BODY)
             except BodyRefused as exc:
                 return PlainTextResponse(f"{exc.reason}\n", exc.status, headers=CLOSE)
-        body = raw.decode("utf-8", errors="replace") if raw else None
-        addr = request.client.host if request.client else None
+        ping = Ping(
+            key=key,
+            kind=kind,
+            method=request.method,
+            user_agent=agent,
+            remote_addr=request.client.host if request.client else None,
+            body=raw.decode("utf-8", errors="replace") if raw else None,
+        )
         try:
-            # Refused at once while the database does not answer, and bounded when it hangs.
-            result = await deps.database.run(
-                store, key, kind, request.method, agent, addr, body, limiter=limiter
-            )
-        except DatabaseUnavailable as exc:
-            return _refused(exc)
+            # Committed with whatever else is waiting (the intake writer's group commit).
+            result = await writer.pinged(ping)
+        except Busy as exc:
+            return _refused(str(exc).removeprefix("not stored: "), exc.retry_after)
+        except StoreFailed as exc:
+            return PlainTextResponse(f"{exc}; try again\n", status_code=500)
         if result is None:
-            metrics.PINGS.labels("unknown").inc()
-            return PlainTextResponse("not found: no heartbeat has this key\n", status_code=404)
+            return _not_found()
         metrics.PINGS.labels(kind).inc()
         if result.alert is not None:
             notify_outbox()

@@ -1,11 +1,11 @@
-"""One thread that commits hook requests in batches (group commit).
+"""One thread that commits hook requests and heartbeat pings in batches (group commit).
 
-A 202 promises that what was received is committed, so each hook request has to wait for a
-commit. Committing each request on its own makes the commit, and on SQLite the fight over
-its single write lock, the cost of every event. Here the hook threads hand their requests
-to one writer, which stores everything that queued while the previous batch committed in
-one transaction, commits, then answers each request. The promise is unchanged: a request is
-answered only after the commit that holds it.
+A hook's 202 and a ping's 200 promise that what was received is committed, so each request
+has to wait for a commit. Committing each request on its own makes the commit, and on SQLite
+the fight over its single write lock, the cost of every event. Here the endpoints hand their
+requests to one writer, which stores everything that queued while the previous batch
+committed in one transaction, commits, then answers each request. The promise is unchanged:
+a request is answered only after the commit that holds it.
 
 What may wait is bounded, so that a database that stalls costs senders a 503 and a retry,
 never a hang or the process's memory: at most MAX_WAITING requests (MAX_WAITING_BYTES of
@@ -25,18 +25,23 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
+from typing import Any
 
 from bot import metrics
 from bot.deps import Deps
 from bot.workers.database_health import STUCK_SECONDS, DatabaseUnavailable, Stuck
 from commands.alerts.ingest import IngestResult, Received, receive
 from commands.alerts.payloads import AlertEvent
-from storage.db import error_kind, transaction, unavailable
+from commands.monitors.heartbeats import PingResult
+from commands.monitors.ping_batches import HeartbeatIndex, Ping, record_pings
+from storage.db import error_kind, unavailable
+from storage.write_turns import write_transaction
 
 log = logging.getLogger(__name__)
 
@@ -58,26 +63,39 @@ Stored = tuple[int, IngestResult]
 
 @dataclass
 class _Request:
-    received: Received
+    work: Received | Ping
     size: int = 0
-    done: Future[Stored] = field(default_factory=Future)
+    # (received event id, result) for a hook request; the PingResult, or None, for a ping.
+    done: Future[Any] = field(default_factory=Future)
 
 
 class IntakeWriter:
     def __init__(self, deps: Deps, on_commit: Callable[[], None] = lambda: None) -> None:
         self.deps = deps
         self.on_commit = on_commit
+        # The heartbeats pings were sent to, remembered (ping_batches).
+        self.heartbeats = HeartbeatIndex()
         self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._stopped = False
         self._waiting = 0  # requests submitted and not yet answered
         self._waiting_bytes = 0
+        # When the batch being committed was begun (time.monotonic), None between batches.
+        self._committing_since: float | None = None
 
     def submit(self, source: str, body: bytes, events: list[AlertEvent]) -> Future[Stored]:
-        """Queue a request; the future gives (received event id, result) once committed,
-        or the exception that kept it from being committed (`Busy`: not even tried)."""
-        request = _Request(Received(source, body, events), size=len(body or b""))
+        """Queue a hook request; the future gives (received event id, result) once
+        committed, or the exception that kept it from being committed (`Busy`: not even
+        tried)."""
+        return self._submit(_Request(Received(source, body, events), size=len(body or b"")))
+
+    def submit_ping(self, ping: Ping) -> Future[PingResult | None]:
+        """Queue a ping; the future gives what it did once committed (None: no heartbeat has
+        its key, and nothing was stored), or the exception that kept it from being stored."""
+        return self._submit(_Request(ping, size=len(ping.body or "")))
+
+    def _submit(self, request: _Request) -> Future[Any]:
         with self._lock:
             refusal = self._refusal(request.size)
             if refusal is not None:
@@ -94,22 +112,40 @@ class IntakeWriter:
         """Submit a request and wait for its commit: (received event id, result). Raises
         `Busy` when it was refused, or withdrawn from the queue after QUEUE_WAIT_SECONDS,
         and `StoreFailed` when it could not be stored."""
+        result: Stored = await self._committed(self.submit(source, body, events))
+        return result
+
+    async def pinged(self, ping: Ping) -> PingResult | None:
+        """Submit a ping and wait for its commit: what it did, or None when no heartbeat has
+        its key. Raises as `stored` does."""
+        result: PingResult | None = await self._committed(self.submit_ping(ping))
+        return result
+
+    async def _committed(self, future: Future[Any]) -> Any:
         since = self.deps.clock()
-        future = self.submit(source, body, events)
         waiting = asyncio.wrap_future(future)
         try:
             return await asyncio.wait_for(asyncio.shield(waiting), QUEUE_WAIT_SECONDS)
         except TimeoutError:
             if future.cancel():  # still queued: the writer will skip it
-                raise Busy(
-                    f"not stored: still waiting to be stored after {QUEUE_WAIT_SECONDS:g} s",
-                    RETRY_AFTER_FULL_SECONDS,
-                ) from None
+                raise self._withdrawn() from None
         try:  # in a batch being committed: it may be stored
             return await asyncio.wait_for(waiting, STUCK_SECONDS - QUEUE_WAIT_SECONDS)
         except TimeoutError:
             self.deps.database.failed(Stuck(), since)
             raise _database_down(Stuck.__name__) from None
+
+    def _withdrawn(self) -> Busy:
+        """Why a request waited QUEUE_WAIT_SECONDS in the queue: a batch the database has
+        not finished in that time (it is stuck: the sender waits as for an outage), or a
+        queue too long to get through."""
+        started = self._committing_since
+        if started is not None and time.monotonic() - started >= QUEUE_WAIT_SECONDS:
+            return _database_down("the writes ahead of it are not finished")
+        return Busy(
+            f"not stored: still waiting to be stored after {QUEUE_WAIT_SECONDS:g} s",
+            RETRY_AFTER_FULL_SECONDS,
+        )
 
     def _refusal(self, size: int) -> StoreFailed | None:
         # Called under the lock.
@@ -186,6 +222,13 @@ class IntakeWriter:
     def _store(self, batch: list[_Request]) -> None:
         metrics.INTAKE_BATCH.observe(len(batch))
         since = self.deps.clock()
+        self._committing_since = time.monotonic()
+        try:
+            self._store_batch(batch, since)
+        finally:
+            self._committing_since = None
+
+    def _store_batch(self, batch: list[_Request], since: datetime) -> None:
         try:
             results = self._store_together(batch)
         except Exception as exc:
@@ -193,12 +236,12 @@ class IntakeWriter:
                 self._database_failed(batch, exc, since)
                 return
             if len(batch) == 1:
-                log.exception("a hook request could not be stored")
+                log.exception("a hook request or ping could not be stored")
                 batch[0].done.set_exception(_failure())
                 return
             # One bad request must not fail the others, nor a deadlock between two
             # processes' batches on PostgreSQL: each is tried again in its own transaction.
-            log.warning("a batch of %d hook requests failed; storing one at a time", len(batch))
+            log.warning("a batch of %d requests failed; storing one at a time", len(batch))
             for n, request in enumerate(batch):
                 try:
                     stored = self._store_together([request])[0]
@@ -206,7 +249,7 @@ class IntakeWriter:
                     if unavailable(exc):
                         self._database_failed(batch[n:], exc, since)
                         break
-                    log.exception("a hook request could not be stored")
+                    log.exception("a hook request or ping could not be stored")
                     request.done.set_exception(_failure())
                 else:
                     request.done.set_result(stored)
@@ -214,7 +257,10 @@ class IntakeWriter:
             return
         for request, stored in zip(batch, results, strict=True):
             request.done.set_result(stored)
-        self.on_commit()
+        # A ping that changed no alert queued nothing for Slack: a batch of them alone
+        # need not wake the outbox.
+        if any(not isinstance(r, PingResult) or r.alert is not None for r in results if r):
+            self.on_commit()
 
     def _database_failed(self, batch: list[_Request], exc: Exception, since: datetime) -> None:
         # Nothing of the batch was committed: its senders get 503 and retry. Said once per
@@ -222,11 +268,16 @@ class IntakeWriter:
         self.deps.database.failed(exc, since)
         _fail(batch, partial(_database_down, error_kind(exc)))
 
-    def _store_together(self, batch: list[_Request]) -> list[Stored]:
+    def _store_together(self, batch: list[_Request]) -> list[Any]:
+        """Each request's result, in the batch's order, from one transaction."""
         fallback = self.deps.settings.integ_fallback_channel
-        with transaction(self.deps.sessions) as session:
+        hooks = [r.work for r in batch if isinstance(r.work, Received)]
+        pings = [r.work for r in batch if isinstance(r.work, Ping)]
+        with write_transaction(self.deps.sessions) as session:
             now = self.deps.clock()
-            return receive(session, [request.received for request in batch], now, fallback)
+            stored = iter(receive(session, hooks, now, fallback) if hooks else [])
+            pinged = iter(record_pings(session, pings, now, self.heartbeats) if pings else [])
+        return [next(stored) if isinstance(r.work, Received) else next(pinged) for r in batch]
 
 
 class StoreFailed(Exception):

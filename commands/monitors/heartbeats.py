@@ -205,7 +205,13 @@ def record_ping(
     """Take one ping; None when no heartbeat has this key (nothing is stored then)."""
     if kind not in KINDS:
         raise ValueError(f"unknown ping kind {kind!r}")
-    row = session.scalars(select(Heartbeat).where(Heartbeat.key == key).with_for_update()).first()
+    row = session.scalars(
+        select(Heartbeat)
+        .where(Heartbeat.key == key)
+        .with_for_update()
+        # Read afresh: pings taken in the same transaction may have moved it (ping_batches).
+        .execution_options(populate_existing=True)
+    ).first()
     if row is None:
         return None
     integration = session.get(Integration, row.integration_id)

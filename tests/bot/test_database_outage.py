@@ -592,8 +592,13 @@ def test_a_hook_still_queued_after_a_second_is_answered_503_and_never_stored(
             seconds = time.monotonic() - started
     finally:
         lock.restore()
+    # The batch ahead of it has not committed for a second: the database is not keeping up,
+    # and the sender is told to wait as for an outage.
     assert withdrawn.status_code == 503, withdrawn.text
-    assert withdrawn.headers["retry-after"] == str(RETRY_AFTER_FULL_SECONDS)
+    assert withdrawn.json()["error"] == (
+        "not stored: the database does not answer (the writes ahead of it are not finished)"
+    )
+    assert withdrawn.headers["retry-after"] == str(RETRY_AFTER_SECONDS)
     assert QUEUE_WAIT_SECONDS <= seconds < QUEUE_WAIT_SECONDS + 1
     # The request the writer had taken is committed (its sender would have had its 202)...
     assert isinstance(first.result(timeout=30), tuple)
