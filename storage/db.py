@@ -12,6 +12,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
+from storage.write_turns import TurnTimeout
+
 # How long anything waits on the database before it gives up, so that a database that is
 # down, locked or stuck costs a request a few seconds and an answer (hooks and pings: 503,
 # try again later), never a hang. Every transaction the bot runs takes milliseconds.
@@ -108,7 +110,7 @@ def unavailable(exc: BaseException) -> bool:
     """Whether `exc` says the database cannot take work just now (down, restarting,
     unreachable, locked, out of connections, too slow), as opposed to a bug or a row it
     refused: what is answered "try again later" (503) rather than 500."""
-    if isinstance(exc, PoolTimeout):  # no pooled connection came free in time
+    if isinstance(exc, PoolTimeout | TurnTimeout):  # no connection, or no turn, came in time
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True

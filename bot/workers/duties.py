@@ -24,16 +24,20 @@ from bot.listeners.reviews import REVIEW_ACTIONS
 from bot.workers.catalog_watcher import CatalogWatcher
 from bot.workers.database_health import DatabaseHealth
 from bot.workers.retention import Retention
-from commands.alerts.schedule import escalate_due, post_after_silence
+from commands.alerts.schedule import due_escalations, escalate, post_after_silence
 from commands.core import slack_events
 from commands.monitors.heartbeats import raise_missed
 from commands.reviews.digest import DigestSchedule, post_digest
 from commands.reviews.nudges import review_tick
 from storage.db import describe, transaction, unavailable
+from storage.write_turns import write_transaction
 
 log = logging.getLogger(__name__)
 
-MISSED_BATCH = 100  # missed heartbeat runs raised per transaction
+# Missed runs raised, and alerts escalated, per transaction: a few milliseconds each, so
+# that a ping or hook waiting for SQLite's write lock waits for one batch, not the tick.
+MISSED_BATCH = 25
+ESCALATION_BATCH = 25
 
 
 @dataclass(frozen=True)
@@ -77,7 +81,7 @@ def tick_duties(deps: Deps, watcher: CatalogWatcher) -> list[Duty]:
 
     def in_transaction(work: Callable[..., int], *args: object) -> Callable[[], int]:
         def run() -> int:
-            with transaction(deps.sessions) as session:
+            with write_transaction(deps.sessions) as session:
                 return work(session, deps.clock(), *args)
 
         return run
@@ -89,7 +93,7 @@ def tick_duties(deps: Deps, watcher: CatalogWatcher) -> list[Duty]:
     def missed_heartbeats() -> int:
         queued = 0
         while True:  # in batches, each its own transaction (see raise_missed)
-            with transaction(deps.sessions) as session:
+            with write_transaction(deps.sessions) as session:
                 # A deadline that fell while the database was down waits for the pings
                 # refused meanwhile to be retried (see raise_missed).
                 outages = deps.database.outages()
@@ -97,6 +101,16 @@ def tick_duties(deps: Deps, watcher: CatalogWatcher) -> list[Duty]:
             queued += raised
             if raised < MISSED_BATCH:
                 return queued
+
+    def escalations() -> int:
+        now = deps.clock()
+        with deps.sessions() as session:
+            due = due_escalations(session, now)
+        escalated = 0
+        for start in range(0, len(due), ESCALATION_BATCH):
+            with write_transaction(deps.sessions) as session:
+                escalated += escalate(session, due[start : start + ESCALATION_BATCH], now)
+        return escalated
 
     def pruned_slack_events() -> int:
         with transaction(deps.sessions) as session:
@@ -106,7 +120,7 @@ def tick_duties(deps: Deps, watcher: CatalogWatcher) -> list[Duty]:
     duties = [
         Duty("catalog", catalog),
         Duty("missed_heartbeats", missed_heartbeats),
-        Duty("escalations", in_transaction(escalate_due)),
+        Duty("escalations", escalations),
         Duty("silences_ended", in_transaction(post_after_silence)),
         Duty("reviews", in_transaction(review_tick, REVIEW_ACTIONS)),
         Duty("slack_events_pruned", pruned_slack_events),

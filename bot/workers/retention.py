@@ -24,6 +24,7 @@ from bot.deps import Deps
 from commands.retention import runs
 from commands.retention.purge import Policy, Sweep, sweeps
 from storage.db import transaction
+from storage.write_turns import write_transaction
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ class Retention:
         it stopped at MAX_BATCHES with more left."""
         for _ in range(self.max_batches):
             started = time.perf_counter()
-            with transaction(self.sessions) as session:
+            with write_transaction(self.sessions) as session:
                 batch = sweep.batch(session, before, self.batch)
             deleted[sweep.table] += batch.rows
             if batch.attempts:

@@ -22,9 +22,9 @@ FIRING = AlertStatus.FIRING.value
 OPEN = (AlertStatus.FIRING.value, AlertStatus.ACKNOWLEDGED.value)
 
 
-def escalate_due(session: Session, now: datetime) -> int:
-    """Post once in the thread of each alert left unacknowledged past its integration's
-    `escalate_after`, mentioning the backups. Returns how many were escalated.
+def due_escalations(session: Session, now: datetime) -> list[int]:
+    """The alerts left unacknowledged past their integration's `escalate_after` and not
+    silenced, oldest first: what `escalate` is to be given, a few at a time.
 
     Reads the open alerts' own rows (through the index on status), never their history:
     this runs on every tick, and alert_transitions and the outbox only grow."""
@@ -38,8 +38,9 @@ def escalate_due(session: Session, now: datetime) -> int:
             Alert.fired_at.is_not(None),
             Integration.removed_at.is_(None),
         )
+        .order_by(Alert.id)
     ).all()
-    escalated = 0
+    due = []
     for alert, integ in rows:
         since = _clock_start(alert)
         after = integration_spec(integ).escalate_after
@@ -47,21 +48,35 @@ def escalate_due(session: Session, now: datetime) -> int:
             continue
         if queries.active_silence(session, integ.id, now) is not None:
             continue
+        due.append(alert.id)
+    return due
+
+
+def escalate(session: Session, alert_ids: list[int], now: datetime) -> int:
+    """Post once in the thread of each of these alerts, mentioning the backups; how many
+    were escalated. Each is taken by a compare-and-set, so one that another process
+    escalated, or someone acknowledged, since `due_escalations` read it is left alone."""
+    escalated = 0
+    for alert_id in alert_ids:
         claimed = leases.set_if(
             session,
             Alert,
-            Alert.id == alert.id,
+            Alert.id == alert_id,
             Alert.escalated_at.is_(None),
             Alert.status == FIRING,
             escalated_at=now,
         )
         if not claimed:
-            continue  # another process escalated it, or it was acknowledged meanwhile
-        backups = integration_spec(integ).backups
-        who = ", ".join(mention(b) for b in backups) if backups else mention(integ.owner)
+            continue
+        alert = session.get_one(Alert, alert_id)
+        integ = session.get_one(Integration, alert.integration_id)
+        since = _clock_start(alert)
+        assert since is not None  # due_escalations took only alerts that fired
+        spec = integration_spec(integ)
+        who = ", ".join(mention(b) for b in spec.backups) if spec.backups else mention(integ.owner)
         text = (
             f":rotating_light: Not acknowledged after {format_duration(now - since)} "
-            f"(escalation after {after}). {who}, can you take a look?"
+            f"(escalation after {spec.escalate_after}). {who}, can you take a look?"
         )
         outbox.enqueue(
             session,
