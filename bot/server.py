@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import threading
@@ -99,6 +100,11 @@ def serve(settings: Settings, host: str, port: int) -> int:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, _exit_on_sigterm)
         log.info("serving on http://%s:%d (catalog %s)", host, port, settings.catalog_path)
+        # What start-up built (the catalog, SQLAlchemy's and Slack's modules) lives as long
+        # as the process: frozen, the collector stops scanning it on every full collection,
+        # each of which otherwise held every request up for tens of milliseconds.
+        gc.collect()
+        gc.freeze()
         uvicorn.run(
             runtime.http_app,
             host=host,
