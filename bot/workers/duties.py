@@ -36,8 +36,8 @@ log = logging.getLogger(__name__)
 
 # Missed runs raised, and alerts escalated, per transaction: a few milliseconds each, so
 # that a ping or hook waiting for SQLite's write lock waits for one batch, not the tick.
-MISSED_BATCH = 25
-ESCALATION_BATCH = 25
+MISSED_BATCH = 10
+ESCALATION_BATCH = 10
 
 
 @dataclass(frozen=True)

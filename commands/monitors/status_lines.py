@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import RowMapping, bindparam, select
 from sqlalchemy.orm import Session
 
 from commands.catalog.views import integration_spec
@@ -11,6 +12,7 @@ from commands.core.durations import format_duration
 from commands.core.render.mrkdwn import escape
 from commands.monitors.heartbeats import Schedule
 from commands.monitors.vendor_status import vendor_states
+from storage.db import table_of
 from storage.models import Heartbeat, HeartbeatStatus, Integration, Probe
 
 HEARTBEAT_WORDS = {
@@ -36,29 +38,58 @@ def ago(moment: datetime | None, now: datetime) -> str:
     return f"{format_duration(delta)} ago" if delta.total_seconds() >= 1 else "just now"
 
 
-def heartbeat_line(session: Session, integ: Integration, now: datetime) -> str | None:
-    row = session.get(Heartbeat, integ.id)
+_HEARTBEATS = table_of(Heartbeat)
+_PROBES = table_of(Probe)
+_INTEGRATIONS = table_of(Integration)
+# One statement for both monitors of an integration, built once: `/integ status` is the
+# command people wait on, and each round trip to PostgreSQL counts.
+_MONITORS = (
+    select(
+        _HEARTBEATS.c.status.label("hb_status"),
+        _HEARTBEATS.c.last_ping_at,
+        _HEARTBEATS.c.due_at,
+        _PROBES.c.integration_id.label("probe_id"),
+        _PROBES.c.failures,
+        _PROBES.c.last_error,
+        _PROBES.c.last_latency_ms,
+        _PROBES.c.last_checked_at,
+    )
+    .select_from(
+        _INTEGRATIONS.outerjoin(
+            _HEARTBEATS, _HEARTBEATS.c.integration_id == _INTEGRATIONS.c.id
+        ).outerjoin(_PROBES, _PROBES.c.integration_id == _INTEGRATIONS.c.id)
+    )
+    .where(_INTEGRATIONS.c.id == bindparam("integration_id"))
+)
+
+
+def heartbeat_line(integ: Integration, row: RowMapping, now: datetime) -> str | None:
+    status, due_at = row["hb_status"], row["due_at"]
     schedule = Schedule.of(integration_spec(integ))
-    if row is None or schedule is None:
+    if status is None or schedule is None:
         return None
-    line = f"*Heartbeat:* {HEARTBEAT_WORDS.get(row.status, row.status)}"
-    line += f"; last success {ago(row.last_ping_at, now)}"
-    if row.due_at is not None:
-        line += f"; next deadline {schedule.local(row.due_at)}"
+    line = f"*Heartbeat:* {HEARTBEAT_WORDS.get(status, status)}"
+    line += f"; last success {ago(row['last_ping_at'], now)}"
+    if due_at is not None:
+        line += f"; next deadline {schedule.local(due_at)}"
     return line
 
 
-def probe_line(session: Session, integ: Integration, now: datetime) -> str | None:
-    row = session.get(Probe, integ.id)
-    if row is None:
+def probe_line(row: RowMapping, now: datetime) -> str | None:
+    if row["probe_id"] is None:
         return None
-    if row.last_checked_at is None:
+    checked_at, failures, latency_ms = (
+        row["last_checked_at"],
+        row["failures"],
+        row["last_latency_ms"],
+    )
+    if checked_at is None:
         return "*Probe:* :hourglass: not checked yet"
-    if row.failures:
-        error = escape((row.last_error or "failed")[:200])
-        return f"*Probe:* :red_circle: failing ({row.failures}× in a row): {error}"
-    latency = f" in {row.last_latency_ms:.0f} ms" if row.last_latency_ms is not None else ""
-    return f"*Probe:* :large_green_circle: OK{latency}, checked {ago(row.last_checked_at, now)}"
+    if failures:
+        error = escape((row["last_error"] or "failed")[:200])
+        return f"*Probe:* :red_circle: failing ({failures}× in a row): {error}"
+    latency = f" in {latency_ms:.0f} ms" if latency_ms is not None else ""
+    return f"*Probe:* :large_green_circle: OK{latency}, checked {ago(checked_at, now)}"
 
 
 def vendor_lines(session: Session, integ: Integration) -> list[str]:
@@ -80,5 +111,6 @@ def vendor_lines(session: Session, integ: Integration) -> list[str]:
 
 
 def monitor_lines(session: Session, integ: Integration, now: datetime) -> list[str]:
-    lines = [heartbeat_line(session, integ, now), probe_line(session, integ, now)]
+    row = session.connection().execute(_MONITORS, {"integration_id": integ.id}).mappings().one()
+    lines = [heartbeat_line(integ, row, now), probe_line(row, now)]
     return [line for line in lines if line] + vendor_lines(session, integ)

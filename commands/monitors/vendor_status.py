@@ -328,6 +328,8 @@ def vendor_states(session: Session, system_ids: Sequence[str]) -> list[VendorSta
         p.system_id: p
         for p in session.scalars(select(StatusPage).where(StatusPage.system_id.in_(system_ids)))
     }
+    if not pages:
+        return []
     notices: dict[str, list[VendorNotice]] = {}
     for n in session.scalars(
         select(VendorNotice)
