@@ -39,6 +39,7 @@ SCENARIOS = ("pings", "hooks", "slash")
 WEBHOOK_TOKEN = "bench-webhook-token"
 # Targets of the speed issue, on SQLite with 20 senders.
 TARGETS = {"pings": 2000.0, "hooks": 3000.0}
+HOOK_ALERTS = 40
 RSS_TARGET_MB = 150.0
 # The rows a 2xx of each scenario promises; slash commands store nothing.
 STORED_IN = {"pings": "heartbeat_pings", "hooks": "received_events"}
@@ -174,7 +175,7 @@ def hook_requests(ids: list[str], rng: random.Random) -> list[str]:
                 "severity": rng.choice(["critical", "error", "warning"]),
             }
         )
-        for n, ident in enumerate(rng.sample(ids, 40))
+        for n, ident in enumerate(rng.sample(ids, HOOK_ALERTS))
     ]
     bodies = alerts * 5
     rng.shuffle(bodies)
