@@ -195,9 +195,9 @@ def slash_requests(ids: list[str], rng: random.Random) -> list[str]:
     return requests
 
 
-def run_wrk(wrk: str, url: str, script: Path, args: argparse.Namespace, seconds: float) -> Run:
+def run_wrk(url: str, script: Path, args: argparse.Namespace, seconds: float) -> Run:
     command = [
-        wrk,
+        ensure_wrk(),
         f"-t{args.threads}",
         f"-c{args.connections}",
         f"-d{seconds:g}s",
@@ -234,9 +234,9 @@ def bench_scenario(kind: str, scenario: str, workdir: Path, args: argparse.Names
     ):
         result.database_version = harness.database_version(url)
         print(f"[{kind}] {scenario}: wrk -t{args.threads} -c{args.connections}, {args.seconds} s…")
-        result.warm = run_wrk(args.wrk, server.url, script, args, args.warmup_seconds)
+        result.warm = run_wrk(server.url, script, args, args.warmup_seconds)
         cpu = server.cpu_seconds()
-        result.measured = run_wrk(args.wrk, server.url, script, args, args.seconds)
+        result.measured = run_wrk(server.url, script, args, args.seconds)
         cpu = server.cpu_seconds() - cpu
         time.sleep(harness.RSS_INTERVAL * 2)
         server.raise_if_dead()
@@ -335,7 +335,8 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)
-    args.wrk = ensure_wrk()
+    ensure_wrk()  # before anything is built: installing it may take a while
+    reference_ms = harness.reference_loop()
     load = harness.load_before_start()
     results: list[Result] = []
     chosen = args.scenarios.split(",")
@@ -359,7 +360,11 @@ def main(argv: list[str] | None = None) -> int:
         load=load,
         title="Results: wrk",
         tables=[("", HEADERS, rows(results))],
-        notes=notes(results),
+        notes=[
+            *notes(results),
+            f"- Reference loop {reference_ms:.0f} ms before the runs (this machine kind's "
+            "quiet figure is about 12 ms: see the first benchmark's How to read it).",
+        ],
         raw={"targets": TARGETS, "results": [asdict(r) for r in results]},
         command_note=(
             f"wrk -t{args.threads} -c{args.connections}, {args.warmup_seconds:g} s warm-up "

@@ -28,7 +28,7 @@ from commands.alerts.schedule import due_escalations, escalate, post_after_silen
 from commands.core import slack_events
 from commands.monitors.heartbeats import raise_missed
 from commands.reviews.digest import DigestSchedule, post_digest
-from commands.reviews.nudges import review_tick
+from commands.reviews.nudges import due_nudges, post_nudges, review_tick
 from storage.db import describe, transaction, unavailable
 from storage.write_turns import write_transaction
 
@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 # that a ping or hook waiting for SQLite's write lock waits for one batch, not the tick.
 MISSED_BATCH = 10
 ESCALATION_BATCH = 10
+NUDGE_BATCH = 2
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,18 @@ def tick_duties(deps: Deps, watcher: CatalogWatcher) -> list[Duty]:
                 escalated += escalate(session, due[start : start + ESCALATION_BATCH], now)
         return escalated
 
+    def reviews() -> int:
+        now = deps.clock()
+        queued = in_transaction(review_tick, REVIEW_ACTIONS)()
+        with deps.sessions() as session:
+            due = due_nudges(session, now)
+        for start in range(0, len(due), NUDGE_BATCH):
+            with write_transaction(deps.sessions) as session:
+                queued += post_nudges(
+                    session, due[start : start + NUDGE_BATCH], now, REVIEW_ACTIONS
+                )
+        return queued
+
     def pruned_slack_events() -> int:
         with transaction(deps.sessions) as session:
             slack_events.prune(session, deps.clock())
@@ -122,7 +135,7 @@ def tick_duties(deps: Deps, watcher: CatalogWatcher) -> list[Duty]:
         Duty("missed_heartbeats", missed_heartbeats),
         Duty("escalations", escalations),
         Duty("silences_ended", in_transaction(post_after_silence)),
-        Duty("reviews", in_transaction(review_tick, REVIEW_ACTIONS)),
+        Duty("reviews", reviews),
         Duty("slack_events_pruned", pruned_slack_events),
         # At most once an hour across every process; see bot/workers/retention.py.
         Duty("retention", Retention.from_deps(deps)),

@@ -105,8 +105,9 @@ def render(session: Session, nudge: ReviewNudge, now: datetime, actions: ReviewA
     )
 
 
-def post_due_nudges(session: Session, now: datetime, actions: ReviewActions) -> int:
-    """Post one nudge for each integration whose review has fallen due; how many."""
+def due_nudges(session: Session, now: datetime) -> list[tuple[str, date]]:
+    """(integration, due date) of each review fallen due with no nudge yet: read only, for
+    `post_nudges` to post a few at a time."""
     today = now.date()
     last = latest_reviews(session)
     # A nudge still waiting (a cadence changed in the catalog moves the due date) is the
@@ -116,13 +117,27 @@ def post_due_nudges(session: Session, now: datetime, actions: ReviewActions) -> 
             select(ReviewNudge.integration_id).where(ReviewNudge.status.in_((OPEN, SNOOZED)))
         )
     )
-    queued = 0
+    due_now = []
     for integ in queries.integrations(session):
         review = last.get(integ.id)
         due = review_due(integ, review.reviewed_at if review is not None else None)
         if due > today or integ.id in waiting or _posted(session, integ.id, due):
             continue
-        nudge_id = _claim(session, integ.id, due, now)
+        due_now.append((integ.id, due))
+    return due_now
+
+
+def post_nudges(
+    session: Session, due: list[tuple[str, date]], now: datetime, actions: ReviewActions
+) -> int:
+    """Post the nudge of each (integration, due date) that no process has posted; how
+    many. Each is claimed by inserting its row under its unique key."""
+    queued = 0
+    for integration_id, due_on in due:
+        integ = session.get(Integration, integration_id)
+        if integ is None or integ.removed_at is not None:
+            continue
+        nudge_id = _claim(session, integration_id, due_on, now)
         if nudge_id is None:
             continue  # another process has it
         nudge = session.get(ReviewNudge, nudge_id)
@@ -134,6 +149,11 @@ def post_due_nudges(session: Session, now: datetime, actions: ReviewActions) -> 
         queued += 1
     session.flush()
     return queued
+
+
+def post_due_nudges(session: Session, now: datetime, actions: ReviewActions) -> int:
+    """Post one nudge for each integration whose review has fallen due; how many."""
+    return post_nudges(session, due_nudges(session, now), now, actions)
 
 
 def _posted(session: Session, integration_id: str, due_on: date) -> bool:
@@ -225,12 +245,9 @@ def send_reminders(session: Session, now: datetime) -> int:
 
 
 def review_tick(session: Session, now: datetime, actions: ReviewActions) -> int:
-    """Review work for one tick; how many Slack writes it queued."""
-    return (
-        end_snoozes(session, now, actions)
-        + send_reminders(session, now)
-        + post_due_nudges(session, now, actions)
-    )
+    """Snoozes ended and reminders due, for one tick; how many Slack writes it queued. The
+    nudges themselves are posted a few to a transaction (`due_nudges`, `post_nudges`)."""
+    return end_snoozes(session, now, actions) + send_reminders(session, now)
 
 
 def edit_nudge(session: Session, nudge: ReviewNudge, now: datetime, actions: ReviewActions) -> int:
