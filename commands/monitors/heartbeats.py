@@ -184,13 +184,6 @@ class PingResult:
     alert: IngestResult | None  # what the ping did to the heartbeat's alert, if anything
 
 
-def is_heartbeat_key(session: Session, key: str) -> bool:
-    """Whether some heartbeat has this key: one row by a unique index, read before a ping's
-    body so that a wrong URL is refused without taking in what was posted to it."""
-    found = session.scalar(select(Heartbeat.integration_id).where(Heartbeat.key == key))
-    return found is not None
-
-
 def record_ping(
     session: Session,
     key: str,

@@ -151,11 +151,6 @@ def post_nudges(
     return queued
 
 
-def post_due_nudges(session: Session, now: datetime, actions: ReviewActions) -> int:
-    """Post one nudge for each integration whose review has fallen due; how many."""
-    return post_nudges(session, due_nudges(session, now), now, actions)
-
-
 def _posted(session: Session, integration_id: str, due_on: date) -> bool:
     """Whether this due date's nudge exists: one row looked up by its unique key, not every
     nudge ever posted read on every tick."""
@@ -206,7 +201,7 @@ def send_reminders(session: Session, now: datetime) -> int:
     the backups are mentioned too.
 
     At most one reminder per integration per day follows from the rest: an integration has
-    at most one waiting nudge (post_due_nudges), and a snooze ending counts as a reminder."""
+    at most one waiting nudge (due_nudges), and a snooze ending counts as a reminder."""
     today = now.date()
     queued = 0
     for nudge in session.scalars(

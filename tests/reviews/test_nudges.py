@@ -18,7 +18,7 @@ from commands.alerts.ingest import ingest
 from commands.alerts.payloads import parse_generic
 from commands.catalog.state import review_due
 from commands.reviews.messages import CHECKLIST_KEYS, review_modal
-from commands.reviews.nudges import post_due_nudges
+from commands.reviews.nudges import due_nudges, post_nudges
 from storage.db import transaction
 from storage.models import Alert, Change, Integration, OutboxMessage, Review, ReviewNudge
 from tests.helpers.runtime import EXAMPLE_CATALOG, make_settings
@@ -143,9 +143,13 @@ def test_a_restart_or_a_second_process_does_not_post_a_nudge_again(
     restarted.tick()
     assert len(nudges(restarted, "crm")) == 1
     assert len(review_messages(restarted)) == 1
-    # A process that had not yet seen the other's row claims nothing: the insert is the claim.
+    # A process that read the due reviews before the other's row was there claims nothing:
+    # the insert is the claim.
+    [posted] = nudges(restarted, "crm")
     with transaction(restarted.deps.sessions) as session:
-        assert post_due_nudges(session, clock.now, REVIEW_ACTIONS) == 0
+        stale = [("crm", posted.due_on)]
+        assert post_nudges(session, stale, clock.now, REVIEW_ACTIONS) == 0
+    assert len(nudges(restarted, "crm")) == 1
 
 
 def test_two_processes_ticking_at_the_same_moment_post_each_nudge_once(
@@ -163,7 +167,7 @@ def test_two_processes_ticking_at_the_same_moment_post_each_nudge_once(
         start.wait()
         try:
             with transaction(runtime.deps.sessions) as session:
-                post_due_nudges(session, clock.now, REVIEW_ACTIONS)
+                post_nudges(session, due_nudges(session, clock.now), clock.now, REVIEW_ACTIONS)
         except Exception as exc:  # pragma: no cover - the assertion below shows it
             errors.append(exc)
 
