@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
+
+from sqlalchemy.orm import Session
 
 from bot import metrics
 from bot.deps import Deps
@@ -34,11 +37,14 @@ from storage.write_turns import write_transaction
 
 log = logging.getLogger(__name__)
 
-# Missed runs raised, and alerts escalated, per transaction: a few milliseconds each, so
-# that a ping or hook waiting for SQLite's write lock waits for one batch, not the tick.
+# Missed runs raised, alerts escalated and review nudges posted per transaction: a few
+# milliseconds of work each (a nudge renders a whole message), so that a ping or hook
+# waiting for SQLite's write lock waits for one batch, not the tick.
 MISSED_BATCH = 10
 ESCALATION_BATCH = 10
 NUDGE_BATCH = 2
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,17 @@ def run_duties(duties: list[Duty], database: DatabaseHealth | None = None) -> in
     return queued
 
 
+def in_batches(
+    deps: Deps, due: Sequence[T], size: int, write: Callable[[Session, list[T]], int]
+) -> int:
+    """`write` the due items, read beforehand, `size` to a transaction; how many it queued."""
+    done = 0
+    for start in range(0, len(due), size):
+        with write_transaction(deps.sessions) as session:
+            done += write(session, list(due[start : start + size]))
+    return done
+
+
 def tick_duties(deps: Deps, watcher: CatalogWatcher) -> list[Duty]:
     """Everything a tick does, in the order it is done."""
 
@@ -107,23 +124,16 @@ def tick_duties(deps: Deps, watcher: CatalogWatcher) -> list[Duty]:
         now = deps.clock()
         with deps.sessions() as session:
             due = due_escalations(session, now)
-        escalated = 0
-        for start in range(0, len(due), ESCALATION_BATCH):
-            with write_transaction(deps.sessions) as session:
-                escalated += escalate(session, due[start : start + ESCALATION_BATCH], now)
-        return escalated
+        return in_batches(deps, due, ESCALATION_BATCH, lambda s, chunk: escalate(s, chunk, now))
 
     def reviews() -> int:
         now = deps.clock()
         queued = in_transaction(review_tick, REVIEW_ACTIONS)()
         with deps.sessions() as session:
             due = due_nudges(session, now)
-        for start in range(0, len(due), NUDGE_BATCH):
-            with write_transaction(deps.sessions) as session:
-                queued += post_nudges(
-                    session, due[start : start + NUDGE_BATCH], now, REVIEW_ACTIONS
-                )
-        return queued
+        return queued + in_batches(
+            deps, due, NUDGE_BATCH, lambda s, chunk: post_nudges(s, chunk, now, REVIEW_ACTIONS)
+        )
 
     def pruned_slack_events() -> int:
         with transaction(deps.sessions) as session:
