@@ -18,6 +18,7 @@ from sqlalchemy import select, text, update
 from bot.runtime import Runtime, build_runtime
 from commands.monitors.probes import claim_probe, due_probes, sync_probes
 from commands.monitors.vendor_status import claim_page, due_pages, sync_status_pages
+from commands.outbox.calls import Job
 from commands.outbox.queue import queue_message
 from storage.db import transaction
 from storage.leases import database_clock
@@ -80,14 +81,10 @@ def test_a_replica_whose_clock_runs_ahead_does_not_send_a_message_another_is_sen
 ):
     sending = make_replica(timedelta(0))
     ahead = make_replica(SKEW)
-    assert sending.outbox is not None and ahead.outbox is not None
-    with transaction(sending.deps.sessions) as session:
-        message_id = queue_message(
-            session, channel=CHANNEL, now=sending.deps.clock(), text="Catalog reloaded"
-        )
+    assert ahead.outbox is not None
     # `sending` has claimed the message and its call to Slack is in flight.
-    job = sending.outbox._claim(message_id, sending.deps.clock())
-    assert job is not None
+    message_id, job = queued_and_claimed(sending)
+    assert sending.outbox is not None
 
     # By its own clock the lease ran out nine minutes ago; by the database's it has not.
     assert ahead.deps.clock() > job.held_until
@@ -109,12 +106,8 @@ def test_a_replica_whose_clock_runs_ahead_takes_a_claim_once_it_ran_out_on_the_d
     """The other half: the replica does take over a claim whose lease really ran out."""
     dead = make_replica(timedelta(0))
     ahead = make_replica(SKEW)
-    assert dead.outbox is not None and ahead.outbox is not None
-    with transaction(dead.deps.sessions) as session:
-        message_id = queue_message(
-            session, channel=CHANNEL, now=dead.deps.clock(), text="Catalog reloaded"
-        )
-    assert dead.outbox._claim(message_id, dead.deps.clock()) is not None
+    assert ahead.outbox is not None
+    queued_and_claimed(dead)
     lease_ran_out(dead, OutboxMessage)
     with transaction(dead.deps.sessions) as session:
         session.execute(text("UPDATE channel_pace SET next_at = :at"), {"at": long_ago()})
@@ -161,6 +154,19 @@ def test_a_replica_whose_clock_runs_ahead_takes_no_probe_or_status_page_another_
     with transaction(ahead.deps.sessions) as session:
         owners = {p.claimed_by for p in session.scalars(select(Probe))}
     assert owners == {"holder"}  # only looked at, not taken
+
+
+def queued_and_claimed(replica: Runtime) -> tuple[int, Job]:
+    """A message queued, and claimed by `replica`'s outbox worker: (its id, the claim)."""
+    assert replica.outbox is not None
+    with transaction(replica.deps.sessions) as session:
+        message_id = queue_message(
+            session, channel=CHANNEL, now=replica.deps.clock(), text="Catalog reloaded"
+        )
+    assert message_id is not None
+    job = replica.outbox._claim(message_id, replica.deps.clock())
+    assert job is not None
+    return message_id, job
 
 
 def long_ago() -> datetime:
