@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -22,6 +23,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from commands.alerts.payloads import NO_SUMMARY, AlertEvent
+from commands.alerts.repeats import AlertKey, fold_repeats
 from commands.alerts.transitions import (
     ACKNOWLEDGED,
     FIRING,
@@ -169,8 +171,9 @@ def receive(
     )
     event_ids = list(rows.scalars())
     routes = queries.routes(session, {_name(e) for r in requests for e in r.events}, now)
+    folded = fold_repeats(session, (r.events for r in requests), now, _name)
     return [
-        (event_id, ingest(session, r.events, now, fallback_channel, routes))
+        (event_id, ingest(session, r.events, now, fallback_channel, routes, folded))
         for event_id, r in zip(event_ids, requests, strict=True)
     ]
 
@@ -181,7 +184,10 @@ def ingest(
     now: datetime,
     fallback_channel: str | None,
     routes: dict[str, Route] | None = None,
+    folded: AbstractSet[AlertKey] = frozenset(),
 ) -> IngestResult:
+    """Apply events in order. Those of `folded` alerts were counted already (fold_repeats)
+    and are only reported here."""
     result = IngestResult()
     if routes is None:
         routes = queries.routes(session, {_name(event) for event in events}, now)
@@ -190,7 +196,9 @@ def ingest(
         route = routes.get(name)
         if route is None:
             result.unknown_integrations.add(name)
-        if event.status == RESOLVED:
+        if (name, event.key) in folded:
+            result.repeated += 1
+        elif event.status == RESOLVED:
             if _resolve_open(session, event, name, now):
                 result.resolved += 1
             else:

@@ -17,6 +17,7 @@ from sqlalchemy import (
     exists,
     insert,
     literal,
+    or_,
     select,
     type_coerce,
     update,
@@ -45,7 +46,8 @@ def _waiting_for(alert_id: Any) -> Any:
     as it is when sent, so another update would only repeat it."""
     return exists().where(
         _outbox.c.alert_id == alert_id,
-        _outbox.c.kind.in_((POST.value, UPDATE.value)),
+        # Not IN (…): an expanding list cannot be sent as an executemany (queue_updates).
+        or_(_outbox.c.kind == POST.value, _outbox.c.kind == UPDATE.value),
         _outbox.c.status == _PENDING,
         _outbox.c.claimed_by.is_(None),
     )
@@ -93,6 +95,16 @@ def queue_update(session: Session, *, alert_id: int, channel: str, now: datetime
     session.connection().execute(
         statement, {"p_now": now, "p_channel": channel, "p_alert": alert_id}
     )
+
+
+def queue_updates(session: Session, alerts: list[tuple[int, str]], now: datetime) -> None:
+    """`queue_update` for each (alert id, channel), sent as one executemany."""
+    if alerts:
+        statement = _QUEUE_UPDATE[session.get_bind().dialect.name]
+        session.connection().execute(
+            statement,
+            [{"p_now": now, "p_channel": channel, "p_alert": alert} for alert, channel in alerts],
+        )
 
 
 _INSERT = insert(_outbox).returning(_outbox.c.id)
