@@ -35,6 +35,7 @@ def make_hook_endpoint(
     deps: Deps, source: str, writer: IntakeWriter
 ) -> Callable[[Request], Awaitable[Response]]:
     parse = PARSERS[source]
+    events_received = metrics.HOOK_EVENTS.labels(source)
     parse_limiter = CapacityLimiter(HOOK_PARSERS)
 
     async def endpoint(request: Request) -> Response:
@@ -75,7 +76,7 @@ def make_hook_endpoint(
         except StoreFailed as exc:
             # No 2xx: the sender keeps the event and retries, so nothing is lost.
             return JSONResponse({"error": str(exc)}, status_code=500)
-        metrics.HOOK_EVENTS.labels(source).inc(len(events))
+        events_received.inc(len(events))
         answer: dict[str, object] = {
             "event_id": event_id,
             "alerts": len(events),
