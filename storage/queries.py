@@ -5,12 +5,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select, String, bindparam, func, select
+from sqlalchemy import RowMapping, Select, String, Table, bindparam, func, select
 from sqlalchemy.orm import Session
 
-from storage.models import Alert, AlertStatus, Integration, Review, Silence, System
+from storage.models import (
+    Alert,
+    AlertStatus,
+    Heartbeat,
+    Integration,
+    Probe,
+    Review,
+    Silence,
+    StatusPage,
+    System,
+)
 
 OPEN_STATUSES = (AlertStatus.FIRING.value, AlertStatus.ACKNOWLEDGED.value)
 
@@ -131,39 +141,89 @@ class IntegrationSummary:
     latest_open_alert_id: int | None
     silence_id: int | None
     last_reviewed_at: datetime | None
+    # Its heartbeat's and probe's columns (None where it has neither), named as in
+    # `_MONITOR_COLUMNS`, and how many of its systems' status pages are watched.
+    monitors: RowMapping
+    watched_pages: int
+
+
+_heartbeats = cast(Table, Heartbeat.__table__)
+_probes = cast(Table, Probe.__table__)
+_integrations = cast(Table, Integration.__table__)
+_MONITOR_COLUMNS = (
+    _heartbeats.c.status.label("hb_status"),
+    _heartbeats.c.last_ping_at,
+    _heartbeats.c.due_at,
+    _probes.c.integration_id.label("probe_id"),
+    _probes.c.failures,
+    _probes.c.last_error,
+    _probes.c.last_latency_ms,
+    _probes.c.last_checked_at,
+)
 
 
 def _summary_statement() -> Select[Any]:
     name = bindparam("integration_id", type_=String())
     now = bindparam("now", type_=Silence.__table__.c.starts_at.type)
     open_alert = (Alert.integration_name == name) & Alert.status.in_(OPEN_STATUSES)
-    return select(
-        select(func.count()).select_from(Alert).where(open_alert).scalar_subquery(),
-        select(Alert.id)
-        .where(open_alert)
-        .order_by(Alert.last_seen_at.desc())
-        .limit(1)
-        .scalar_subquery(),
-        select(Silence.id)
-        .where(Silence.integration_id == name, Silence.starts_at <= now, Silence.ends_at > now)
-        .order_by(Silence.ends_at.desc())
-        .limit(1)
-        .scalar_subquery(),
-        select(func.max(Review.reviewed_at)).where(Review.integration_id == name).scalar_subquery(),
+    pages = _watched_pages(_integrations.c.source_id, _integrations.c.target_id)
+    return (
+        select(
+            select(func.count()).select_from(Alert).where(open_alert).scalar_subquery(),
+            select(Alert.id)
+            .where(open_alert)
+            .order_by(Alert.last_seen_at.desc())
+            .limit(1)
+            .scalar_subquery(),
+            select(Silence.id)
+            .where(Silence.integration_id == name, Silence.starts_at <= now, Silence.ends_at > now)
+            .order_by(Silence.ends_at.desc())
+            .limit(1)
+            .scalar_subquery(),
+            select(func.max(Review.reviewed_at))
+            .where(Review.integration_id == name)
+            .scalar_subquery(),
+            pages,
+            *_MONITOR_COLUMNS,
+        )
+        .select_from(
+            _integrations.outerjoin(
+                _heartbeats, _heartbeats.c.integration_id == _integrations.c.id
+            ).outerjoin(_probes, _probes.c.integration_id == _integrations.c.id)
+        )
+        .where(_integrations.c.id == name)
+    )
+
+
+def _watched_pages(source: Any, target: Any) -> Any:
+    return (
+        select(func.count())
+        .select_from(StatusPage)
+        .where(StatusPage.system_id.in_([source, target]))
+        .scalar_subquery()
     )
 
 
 # Built once: `/integ status` is the hottest path, and building and cache-keying the
-# statement per request cost more than running it (bench/README.md, findings).
+# statement per request cost more than running it (bench/README.md, findings). One
+# statement for everything the command shows that is not the integration itself: each
+# round trip to PostgreSQL counts.
 _SUMMARY = _summary_statement()
 
 
 def integration_summary(session: Session, integration_id: str, now: datetime) -> IntegrationSummary:
-    """Open alerts, the latest one, the active silence and the last review, in one trip."""
-    row = session.execute(_SUMMARY, {"integration_id": integration_id, "now": now}).one()
-    last_reviewed = row[3]
+    """Open alerts, the latest one, the active silence, the last review, the monitors and
+    the watched status pages, in one trip."""
+    row = (
+        session.connection()
+        .execute(_SUMMARY, {"integration_id": integration_id, "now": now})
+        .mappings()
+        .one()
+    )
+    values: list[Any] = list(row.values())
+    last_reviewed = values[3]
     if isinstance(last_reviewed, str):  # SQLite returns max() of a datetime as text
         last_reviewed = datetime.fromisoformat(last_reviewed)
     if last_reviewed is not None and last_reviewed.tzinfo is None:
         last_reviewed = last_reviewed.replace(tzinfo=UTC)
-    return IntegrationSummary(row[0] or 0, row[1], row[2], last_reviewed)
+    return IntegrationSummary(values[0] or 0, values[1], values[2], last_reviewed, row, values[4])

@@ -138,7 +138,7 @@ def status_reply(session: Session, inv: Invocation, name: str) -> Reply:
         f"*Channel:*\n<#{integ.channel}>",
     ]
     blocks = [bk.section(headline), bk.fields_section(fields)]
-    monitors = monitor_lines(session, integ, inv.now)
+    monitors = monitor_lines(session, integ, inv.now, state.monitors, state.watched_pages)
     if monitors:
         blocks.append(bk.section("\n".join(monitors)))
     blocks.append(

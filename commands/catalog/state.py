@@ -6,6 +6,7 @@ import enum
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
+from sqlalchemy import RowMapping
 from sqlalchemy.orm import Session
 
 from commands.catalog.views import integration_spec
@@ -34,6 +35,9 @@ class State:
     silence: Silence | None
     review_due: date
     last_reviewed: datetime | None
+    # Read with the rest, for the monitor lines of `/integ status` (status_lines).
+    monitors: RowMapping
+    watched_pages: int
 
     def review_overdue(self, now: datetime) -> bool:
         return self.review_due < now.date()
@@ -77,4 +81,6 @@ def state_of(session: Session, integ: Integration, now: datetime) -> State:
         silence=silence,
         review_due=review_due(integ, summary.last_reviewed_at),
         last_reviewed=summary.last_reviewed_at,
+        monitors=summary.monitors,
+        watched_pages=summary.watched_pages,
     )

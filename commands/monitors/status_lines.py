@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import RowMapping, bindparam, select
+from sqlalchemy import RowMapping
 from sqlalchemy.orm import Session
 
 from commands.catalog.views import integration_spec
@@ -12,8 +12,7 @@ from commands.core.durations import format_duration
 from commands.core.render.mrkdwn import escape
 from commands.monitors.heartbeats import Schedule
 from commands.monitors.vendor_status import vendor_states
-from storage.db import table_of
-from storage.models import Heartbeat, HeartbeatStatus, Integration, Probe
+from storage.models import HeartbeatStatus, Integration
 
 HEARTBEAT_WORDS = {
     HeartbeatStatus.NEW.value: ":hourglass: waiting for its first ping",
@@ -36,31 +35,6 @@ def ago(moment: datetime | None, now: datetime) -> str:
     if delta.total_seconds() < 0:
         return f"in {format_duration(-delta)}"
     return f"{format_duration(delta)} ago" if delta.total_seconds() >= 1 else "just now"
-
-
-_HEARTBEATS = table_of(Heartbeat)
-_PROBES = table_of(Probe)
-_INTEGRATIONS = table_of(Integration)
-# One statement for both monitors of an integration, built once: `/integ status` is the
-# command people wait on, and each round trip to PostgreSQL counts.
-_MONITORS = (
-    select(
-        _HEARTBEATS.c.status.label("hb_status"),
-        _HEARTBEATS.c.last_ping_at,
-        _HEARTBEATS.c.due_at,
-        _PROBES.c.integration_id.label("probe_id"),
-        _PROBES.c.failures,
-        _PROBES.c.last_error,
-        _PROBES.c.last_latency_ms,
-        _PROBES.c.last_checked_at,
-    )
-    .select_from(
-        _INTEGRATIONS.outerjoin(
-            _HEARTBEATS, _HEARTBEATS.c.integration_id == _INTEGRATIONS.c.id
-        ).outerjoin(_PROBES, _PROBES.c.integration_id == _INTEGRATIONS.c.id)
-    )
-    .where(_INTEGRATIONS.c.id == bindparam("integration_id"))
-)
 
 
 def heartbeat_line(integ: Integration, row: RowMapping, now: datetime) -> str | None:
@@ -110,7 +84,11 @@ def vendor_lines(session: Session, integ: Integration) -> list[str]:
     return lines
 
 
-def monitor_lines(session: Session, integ: Integration, now: datetime) -> list[str]:
-    row = session.connection().execute(_MONITORS, {"integration_id": integ.id}).mappings().one()
-    lines = [heartbeat_line(integ, row, now), probe_line(row, now)]
-    return [line for line in lines if line] + vendor_lines(session, integ)
+def monitor_lines(
+    session: Session, integ: Integration, now: datetime, monitors: RowMapping, watched_pages: int
+) -> list[str]:
+    """Its heartbeat, probe and status pages; `monitors` and `watched_pages` as read with its
+    state (storage.queries.integration_summary), so only watched pages cost a query more."""
+    lines = [heartbeat_line(integ, monitors, now), probe_line(monitors, now)]
+    vendor = vendor_lines(session, integ) if watched_pages else []
+    return [line for line in lines if line] + vendor
