@@ -27,6 +27,7 @@ from bot.workers.probes import ProbeRunner
 from bot.workers.senders import build_sender
 from bot.workers.status_pages import StatusPoller
 from commands.alerts.outbox_calls import alert_renderers
+from commands.core.render.links import MessageLinks
 from commands.outbox.calls import RENDERERS, Renderer
 from commands.permissions.people import CONSOLE, Directory
 from storage.db import make_engine, make_session_factory
@@ -133,9 +134,10 @@ def open_database(settings: Settings) -> Engine:
     return engine
 
 
-def outbox_renderers() -> dict[OutboxKind, Renderer]:
-    """Every kind of outbox row the worker sends, with how it becomes a Slack call."""
-    return {**RENDERERS, **alert_renderers(ALERT_ACTIONS)}
+def outbox_renderers(links: MessageLinks | None = None) -> dict[OutboxKind, Renderer]:
+    """Every kind of outbox row the worker sends, with how it becomes a Slack call; `links`
+    make links to earlier messages (none without it)."""
+    return {**RENDERERS, **alert_renderers(ALERT_ACTIONS, links)}
 
 
 def _directory(settings: Settings) -> Directory:
@@ -165,8 +167,12 @@ def build_runtime(
     watcher = CatalogWatcher(settings.catalog_path, deps.sessions, clock)
     watcher.check()
     worker_id = default_worker_id()
+    sender = build_sender(settings)
     outbox = OutboxWorker(
-        deps, build_sender(settings), worker_id=worker_id, renderers=outbox_renderers()
+        deps,
+        sender,
+        worker_id=worker_id,
+        renderers=outbox_renderers(MessageLinks(sender.workspace_url)),
     )
     bolt = build_bolt_app(deps, outbox.notify) if not settings.local_mode else None
     socket_only = bool(settings.slack_app_token) and not settings.slack_signing_secret

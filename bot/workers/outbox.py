@@ -326,6 +326,7 @@ class OutboxWorker:
                     blocks=call.blocks,
                     thread_ts=call.thread_ts,
                     metadata=call.metadata,
+                    reply_broadcast=call.reply_broadcast,
                 )
         except RateLimited as exc:
             return Outcome(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import itertools
+import logging
 import re
 import sys
 import tempfile
@@ -28,6 +29,8 @@ from commands.core.render.blocks import Block
 from commands.core.render.plain import blocks_to_text
 from commands.outbox.calls import Delivered, carries_outbox_id
 from commands.outbox.results import MAX_RETRY_AFTER, MIN_RETRY_AFTER
+
+log = logging.getLogger(__name__)
 
 # Slack advises at most 200 messages a page. Five pages reach 1,000 messages back, more than
 # an integration channel receives between a crash and the lease running out.
@@ -74,11 +77,16 @@ class Sender(Protocol):
         blocks: list[Block] | None = None,
         thread_ts: str | None = None,
         metadata: dict[str, Any] | None = None,
+        reply_broadcast: bool = False,
     ) -> Delivered: ...
 
     def update(
         self, *, channel: str, ts: str, text: str, blocks: list[Block] | None = None
     ) -> Delivered: ...
+
+    def workspace_url(self) -> str | None:
+        """The workspace's address, for links to its messages; None when not known."""
+        ...
 
     def find_posted(
         self, *, channel: str, outbox_id: int, since: datetime, thread_ts: str | None = None
@@ -124,6 +132,7 @@ class SlackSender:
         blocks: list[Block] | None = None,
         thread_ts: str | None = None,
         metadata: dict[str, Any] | None = None,
+        reply_broadcast: bool = False,
     ) -> Delivered:
         args: dict[str, Any] = {
             "channel": channel,
@@ -136,6 +145,8 @@ class SlackSender:
             args["blocks"] = blocks
         if thread_ts:
             args["thread_ts"] = thread_ts
+            if reply_broadcast:
+                args["reply_broadcast"] = True  # also shown in the channel
         if metadata:
             args["metadata"] = metadata
         return self._call("chat.postMessage", args, channel)
@@ -215,6 +226,16 @@ class SlackSender:
         shared = data.get("file") or next(iter(data.get("files") or []), None) or {}
         return Delivered(channel=channel, ts=str(shared.get("id") or ""))
 
+    def workspace_url(self) -> str | None:
+        """The workspace's address (`https://<name>.slack.com/`), for links to messages;
+        None while Slack cannot be asked."""
+        try:
+            url = self._api("auth.test").get("url")
+        except SendError as exc:
+            log.warning("auth.test failed (%s): no links to earlier messages for now", exc.error)
+            return None
+        return str(url) if url else None
+
     def _own_bot_id(self) -> str | None:
         if not self._bot_id_known:
             bot_id = self._api("auth.test").get("bot_id")
@@ -281,9 +302,12 @@ class ConsoleSender:
         blocks: list[Block] | None = None,
         thread_ts: str | None = None,
         metadata: dict[str, Any] | None = None,
+        reply_broadcast: bool = False,
     ) -> Delivered:
         # Metadata is for programs reading Slack; a person reading the console has no use for it.
         where = f"#{channel}" + (f" thread {thread_ts}" if thread_ts else "")
+        if thread_ts and reply_broadcast:
+            where += " (also sent to the channel)"
         ts = self._next_ts()
         self._print(where, blocks_to_text(blocks or [], text))
         return Delivered(channel=channel, ts=ts)
@@ -293,6 +317,9 @@ class ConsoleSender:
     ) -> Delivered:
         self._print(f"#{channel} updated {ts}", blocks_to_text(blocks or [], text))
         return Delivered(channel=channel, ts=ts)
+
+    def workspace_url(self) -> str | None:
+        return None  # no workspace: the console shows no links
 
     def find_posted(
         self, *, channel: str, outbox_id: int, since: datetime, thread_ts: str | None = None

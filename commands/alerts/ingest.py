@@ -23,6 +23,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from commands.alerts.payloads import NO_SUMMARY, AlertEvent
+from commands.alerts.refires import show_refire
 from commands.alerts.repeats import AlertKey, fold_repeats
 from commands.alerts.transitions import (
     ACKNOWLEDGED,
@@ -325,6 +326,8 @@ def _fire_again(
         alert.root_cause = alert.root_cause_note = None
         alert.escalated_at = None
         alert.fired_at = now  # escalation counts from here (commands/alerts/schedule.py)
+        # Details describe one failure: the earlier one's would be shown as this one's.
+        alert.details = event.details or None
         record_transition(
             session, alert, RESOLVED, FIRING, now, None, "fired again after resolving"
         )
@@ -339,7 +342,10 @@ def _fire_again(
                 outbox.enqueue(
                     session, kind=outbox.POST, channel=channel, now=now, alert_id=alert.id
                 )
+        elif alert.message_ts is not None and alert.channel is not None:
+            show_refire(session, alert, now)
         else:
+            # Its post is still queued: it will show the alert as it is when sent.
             queue_change(session, alert, now, ":leftwards_arrow_with_hook: Fired again; reopened.")
     # The statements above write through the connection, past the ORM's autoflush; what is
     # left unflushed here would later overwrite what they counted.

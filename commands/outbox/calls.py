@@ -73,6 +73,8 @@ class Call:
     ts: str | None = None
     metadata: dict[str, Any] | None = None
     file: File | None = None
+    # A reply in the thread `thread_ts` that is also shown in the channel.
+    reply_broadcast: bool = False
 
     @property
     def creates_message(self) -> bool:

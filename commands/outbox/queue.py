@@ -33,6 +33,7 @@ from storage.models import Alert, OutboxKind, OutboxMessage, OutboxStatus
 POST = OutboxKind.POST
 UPDATE = OutboxKind.UPDATE
 REPLY = OutboxKind.REPLY
+REFIRE = OutboxKind.REFIRE
 MESSAGE = OutboxKind.MESSAGE
 EDIT = OutboxKind.EDIT
 UPLOAD = OutboxKind.UPLOAD
@@ -42,12 +43,16 @@ _PENDING = OutboxStatus.PENDING.value
 
 
 def _waiting_for(alert_id: Any) -> Any:
-    """A post or update of this alert queued and not yet claimed: it will render the alert
-    as it is when sent, so another update would only repeat it."""
+    """A post, repost or update of this alert queued and not yet claimed: it will render the
+    alert as it is when sent, so another update would only repeat it."""
     return exists().where(
         _outbox.c.alert_id == alert_id,
         # Not IN (…): an expanding list cannot be sent as an executemany (queue_updates).
-        or_(_outbox.c.kind == POST.value, _outbox.c.kind == UPDATE.value),
+        or_(
+            _outbox.c.kind == POST.value,
+            _outbox.c.kind == UPDATE.value,
+            _outbox.c.kind == REFIRE.value,
+        ),
         _outbox.c.status == _PENDING,
         _outbox.c.claimed_by.is_(None),
     )
@@ -148,7 +153,7 @@ def enqueue(
         },
     )
     message_id: int = row.scalar_one()
-    if kind == POST and alert_id is not None:
+    if kind in (POST, REFIRE) and alert_id is not None:
         session.connection().execute(_SHOWN, {"p_alert": alert_id, "p_now": now})
     if kind == EDIT:
         _fold_older_edits(session, of=int((payload or {})["of"]), newer=message_id, now=now)

@@ -15,7 +15,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from commands.outbox.calls import Delivered, Job
-from commands.outbox.queue import POST
+from commands.outbox.queue import POST, REFIRE
 from storage.models import Alert, ChannelPace, OutboxAttempt, OutboxMessage, OutboxStatus
 
 log = logging.getLogger(__name__)
@@ -139,6 +139,16 @@ def record_sent(
         session.execute(
             update(Alert)
             .where(Alert.id == job.alert_id, Alert.message_ts.is_(None))
+            .values(channel=outcome.delivered.channel, message_ts=outcome.delivered.ts)
+            .execution_options(synchronize_session=False)
+        )
+    elif job.kind == REFIRE and job.alert_id is not None and outcome.delivered.ts:
+        # The alert is its new message from now on; conditional on the message it moves
+        # from, so that a repost found again after a crash does not move it twice.
+        previous = str(job.payload.get("previous_ts") or "")
+        session.execute(
+            update(Alert)
+            .where(Alert.id == job.alert_id, Alert.message_ts == previous)
             .values(channel=outcome.delivered.channel, message_ts=outcome.delivered.ts)
             .execution_options(synchronize_session=False)
         )

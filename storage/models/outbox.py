@@ -31,6 +31,10 @@ class OutboxKind(enum.StrEnum):
     POST = "post"  # the alert's message, first time
     UPDATE = "update"  # chat.update of the alert's message
     REPLY = "reply"  # a message in the alert's thread; payload holds its text
+    # An alert that fired again after it was resolved, shown again: a new message in the
+    # channel, or a reply in its thread also sent to the channel (payload: commands.alerts.
+    # refires).
+    REFIRE = "refire"
     MESSAGE = "message"  # a plain message to a channel; payload holds text and blocks
     # chat.update of a MESSAGE row's message; payload holds {"of": <that row's id>, text, blocks}
     EDIT = "edit"

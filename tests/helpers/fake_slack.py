@@ -452,6 +452,10 @@ class FakeSlack:
                 message[key] = _json_arg(args[key])
         if args.get("thread_ts"):
             message["thread_ts"] = args["thread_ts"]
+            if args.get("reply_broadcast") in (True, "true", "1"):
+                # A reply also sent to the channel: Slack lists it in the channel's history
+                # as well as in its thread.
+                message["subtype"] = "thread_broadcast"
         return message
 
     def _store(self, channel: str, message: JSON) -> None:
@@ -592,7 +596,11 @@ def _history(fake: FakeSlack, args: JSON, token: str) -> JSON:
     if isinstance(window, str):
         return {"ok": False, "error": window}
     top_level = fake._listed(
-        channel, lambda m: m.get("thread_ts") in (None, m["ts"]) and _inside(m, window)
+        channel,
+        lambda m: (
+            (m.get("thread_ts") in (None, m["ts"]) or m.get("subtype") == "thread_broadcast")
+            and _inside(m, window)
+        ),
     )
     newest_first = sorted(top_level, key=lambda m: _micros(m["ts"]), reverse=True)
     page = _page(newest_first, args, newest_first=True)
