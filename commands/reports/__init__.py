@@ -1,0 +1,1 @@
+"""Reliability reports: how each integration and system fared over a period."""

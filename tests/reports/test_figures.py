@@ -1,0 +1,166 @@
+"""The reliability report's figures against a history worked out by hand: every expected
+value below is written out, not computed by the code under test."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from commands.reports.figures import compute
+from commands.reports.periods import Period, PeriodInvalid, last_month, parse_period
+from storage.db import transaction
+from storage.models import Alert, AlertTransition, VendorNotice
+from tests.helpers.runtime import make_settings
+
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
+PERIOD = Period(datetime(2026, 11, 1, tzinfo=UTC), NOW, "November 2026")
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def history(session, integration: str, key: str, steps, root_cause=None) -> None:
+    """An alert and its transitions: steps are (time, from, to)."""
+    last_to = steps[-1][2]
+    resolves = [when for when, _, to in steps if to == "resolved"]
+    alert = Alert(
+        integration_name=integration,
+        integration_id=integration,
+        key=key,
+        status=last_to,
+        summary=f"{key} failed",
+        first_seen_at=at(steps[0][0]),
+        last_seen_at=at(steps[-1][0]),
+        resolved_at=at(resolves[-1]) if last_to == "resolved" else None,
+        root_cause=root_cause,
+    )
+    session.add(alert)
+    session.flush()
+    for when, before, after in steps:
+        session.add(
+            AlertTransition(
+                alert_id=alert.id, at=at(when), from_status=before, to_status=after, reason="t"
+            )
+        )
+
+
+def notice(session, system: str, kind: str, start: str, end: str | None) -> None:
+    session.add(
+        VendorNotice(
+            system_id=system,
+            notice_id=f"{kind}-{start}",
+            kind=kind,
+            name=kind,
+            status="resolved" if end else "investigating",
+            first_seen_at=at(start),
+            resolved_at=at(end) if end else None,
+            detail={},
+        )
+    )
+
+
+@pytest.fixture
+def report(database_url, make_runtime):
+    runtime = make_runtime(make_settings(database_url))
+    with transaction(runtime.deps.sessions) as s:
+        # crm (Slate → Banner). A: began before the period, resolved two hours into it.
+        history(
+            s,
+            "crm",
+            "a",
+            [("2026-10-31T22:00", None, "firing"), ("2026-11-01T02:00", "firing", "resolved")],
+            root_cause="network",
+        )
+        # B: acknowledged after 15 min and resolved after 2 h; fired again ten days later,
+        # acknowledged after 1 h and resolved after 1 h 30.
+        history(
+            s,
+            "crm",
+            "b",
+            [
+                ("2026-11-10T10:00", None, "firing"),
+                ("2026-11-10T10:15", "firing", "acknowledged"),
+                ("2026-11-10T12:00", "acknowledged", "resolved"),
+                ("2026-11-20T08:00", "resolved", "firing"),
+                ("2026-11-20T09:00", "firing", "acknowledged"),
+                ("2026-11-20T09:30", "acknowledged", "resolved"),
+            ],
+            root_cause="config",
+        )
+        # C: overlaps B's first failure; never acknowledged, resolved after 2 h.
+        history(
+            s,
+            "crm",
+            "c",
+            [("2026-11-10T11:00", None, "firing"), ("2026-11-10T13:00", "firing", "resolved")],
+        )
+        # D: still firing when the period ends.
+        history(s, "crm", "d", [("2026-11-30T20:00", None, "firing")])
+        # canvas-enroll (Banner → Canvas): overlaps B's second failure.
+        history(
+            s,
+            "canvas-enroll",
+            "e",
+            [("2026-11-20T09:00", None, "firing"), ("2026-11-20T11:00", "firing", "resolved")],
+        )
+        # An alert resolved before the period: not in it at all.
+        history(
+            s,
+            "crm",
+            "old",
+            [("2026-10-01T09:00", None, "firing"), ("2026-10-01T10:00", "firing", "resolved")],
+            root_cause="data",
+        )
+        # Banner's status page: an incident during crm's failure of 10:00-13:00, one while
+        # nothing failed, and a maintenance (not an incident).
+        notice(s, "banner", "incident", "2026-11-10T11:30", "2026-11-10T12:30")
+        notice(s, "banner", "incident", "2026-11-25T00:00", "2026-11-25T06:00")
+        notice(s, "banner", "maintenance", "2026-11-20T08:00", "2026-11-20T10:00")
+    with runtime.deps.sessions() as s:
+        return compute(s, PERIOD)
+
+
+def test_an_integrations_figures_match_the_history_worked_out_by_hand(report):
+    crm = report.integrations["crm"]
+    # Opened in November: B twice, C, D (A began in October).
+    assert (crm.opened, crm.acknowledged, crm.resolved) == (4, 2, 3)
+    assert crm.mtta == timedelta(minutes=37, seconds=30)  # (15 min + 60 min) / 2
+    assert crm.mttr == timedelta(hours=1, minutes=50)  # (2 h + 1 h 30 + 2 h) / 3
+    # A 2 h (from midnight), B and C together 10:00-13:00 3 h, B again 1 h 30, D 4 h.
+    assert crm.failing == timedelta(hours=10, minutes=30)
+    assert crm.availability == pytest.approx(1 - 10.5 / 720)
+    assert crm.vendor_failing == timedelta(hours=1)
+    assert crm.vendor_share == pytest.approx(1 / 10.5)
+    # The causes recorded on alerts resolved in November (the October one's is not).
+    assert dict(crm.root_causes) == {"network": 1, "config": 1}
+
+
+def test_a_systems_figures_count_overlapping_failures_of_its_integrations_once(report):
+    banner = report.systems["banner"]
+    assert (banner.opened, banner.acknowledged, banner.resolved) == (5, 2, 4)
+    assert banner.mttr == timedelta(hours=1, minutes=52, seconds=30)  # 7 h 30 / 4
+    # crm's 10 h 30, with canvas-enroll's 09:00-11:00 joining B's 08:00-09:30: 08:00-11:00.
+    assert banner.failing == timedelta(hours=12)
+    assert banner.vendor_failing == timedelta(hours=1)
+    slate = report.systems["slate"]
+    assert slate.failing == timedelta(hours=10, minutes=30) and slate.vendor_failing == timedelta()
+
+
+def test_an_integration_without_alerts_was_available_all_along(report):
+    grades = report.integrations["grades"]
+    assert (grades.opened, grades.failing, grades.availability) == (0, timedelta(), 1.0)
+    assert grades.mtta is None and grades.mttr is None and grades.vendor_share is None
+
+
+def test_periods_are_read_as_people_write_them():
+    assert parse_period("90d", NOW).start == NOW - timedelta(days=90)
+    assert parse_period("", NOW).label == "the last 30 days"
+    month = last_month(datetime(2026, 1, 15, 8, tzinfo=UTC))
+    assert (month.start, month.end, month.label) == (
+        at("2025-12-01T00:00"),
+        at("2026-01-01T00:00"),
+        "December 2025",
+    )
+    for bad in ("0d", "week", "30", "99999d"):
+        with pytest.raises(PeriodInvalid, match="is not a period"):
+            parse_period(bad, NOW)
