@@ -20,6 +20,7 @@ from commands.monitors import heartbeat_reply
 from commands.permissions import replies as audit_reply
 from commands.permissions.check import permit
 from commands.permissions.rules import Action
+from commands.reports import replies as report_replies
 from commands.reviews import actions as reviews
 
 # Longer than any real command; past this the text is not worth parsing, only refusing.
@@ -55,6 +56,7 @@ HANDLERS: dict[str, Handler] = {
     "silence": alert_replies.silence_reply,
     "unsilence": alert_replies.unsilence_reply,
     "heartbeat": heartbeat_reply.heartbeat_reply,
+    "report": report_replies.report_reply,
     "reviews": reviews.reviews_reply,
     "review": reviews.review_reply,
     "impact": impact.impact_reply,
@@ -108,7 +110,7 @@ def _raw_args(text: str) -> str:
 
 def _first_word_or_all(verb: str, args: str) -> str:
     # Names are single words; `list` takes free text to filter on.
-    if verb in ("list", "resolve", "silence", "changes"):
+    if verb in ("list", "resolve", "silence", "changes", "report"):
         return args
     return args.split()[0] if args else ""
 

@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from bot.listeners.slash_commands import answer
 from commands.reports.figures import compute
 from commands.reports.periods import Period, PeriodInvalid, last_month, parse_period
 from storage.db import transaction
@@ -60,7 +61,8 @@ def notice(session, system: str, kind: str, start: str, end: str | None) -> None
 
 
 @pytest.fixture
-def report(database_url, make_runtime):
+def runtime(database_url, make_runtime, clock):
+    clock.now = NOW
     runtime = make_runtime(make_settings(database_url))
     with transaction(runtime.deps.sessions) as s:
         # crm (Slate → Banner). A: began before the period, resolved two hours into it.
@@ -116,6 +118,11 @@ def report(database_url, make_runtime):
         notice(s, "banner", "incident", "2026-11-10T11:30", "2026-11-10T12:30")
         notice(s, "banner", "incident", "2026-11-25T00:00", "2026-11-25T06:00")
         notice(s, "banner", "maintenance", "2026-11-20T08:00", "2026-11-20T10:00")
+    return runtime
+
+
+@pytest.fixture
+def report(runtime):
     with runtime.deps.sessions() as s:
         return compute(s, PERIOD)
 
@@ -164,3 +171,36 @@ def test_periods_are_read_as_people_write_them():
     for bad in ("0d", "week", "30", "99999d"):
         with pytest.raises(PeriodInvalid, match="is not a period"):
             parse_period(bad, NOW)
+
+
+def test_integ_report_shows_an_integrations_figures_for_last_month(runtime):
+    reply = answer(runtime.deps, "report crm month", "U0ASKER01", None)
+    shown = "\n".join(b["text"]["text"] for b in reply.blocks if b["type"] == "section")
+    assert "November 2026" in shown
+    assert "*Alerts opened:* 4 (2 acknowledged, 3 resolved)" in shown
+    assert "*MTTA:* 37m · *MTTR:* 1h 50m" in shown
+    assert "*Time failing:* 10h 30m (available 98.54%)" in shown
+    assert "*Vendor share:* 10% of the time failing" in shown
+    assert "*Root causes:* network 1, config 1" in shown or "config 1, network 1" in shown
+
+
+def test_integ_report_of_a_system_lists_its_integrations_most_time_failing_first(runtime):
+    reply = answer(runtime.deps, "report month banner", "U0ASKER01", None)
+    shown = "\n".join(b["text"]["text"] for b in reply.blocks if b["type"] == "section")
+    assert "*Time failing:* 12h (available 98.33%)" in shown
+    assert shown.index("`crm` 10h 30m failing") < shown.index("`canvas-enroll` 2h failing")
+
+
+def test_integ_report_overview_and_bad_input_answer_clearly(runtime):
+    overview = answer(runtime.deps, "report 30d", "U0ASKER01", None)
+    # The last 30 days before 1 December are November: crm's four and canvas-enroll's one.
+    assert overview.text == (
+        "*Reliability, the last 30 days:* 9 integrations, 5 alerts opened, 2 with time failing."
+    )
+    assert "`crm` 10h 30m failing" in str(overview.blocks)
+    bad = answer(runtime.deps, "report crm week", "U0ASKER01", None)
+    assert "`week` is not a period: say `30d`, `90d`" in bad.text
+    unknown = answer(runtime.deps, "report payroll", "U0ASKER01", None)
+    assert "No integration or system called `payroll`" in unknown.text
+    bad_period = answer(runtime.deps, "report crm 0d", "U0ASKER01", None)
+    assert "`0d` is not a period" in bad_period.text
