@@ -28,7 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("upgrade", help="apply migrations")
     export = sub.add_parser(
-        "export", help="write the change log, the audit trail or the knowledge base out"
+        "export",
+        help="write the change log, the audit trail, the reliability report or the knowledge "
+        "base out",
     )
     export_sub = export.add_subparsers(dest="export_command", required=True)
     changes = export_sub.add_parser("changes", help="the change log as CSV, oldest first")
@@ -45,6 +47,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     audit.add_argument("--integration", metavar="I", help="one integration's entries")
     audit.add_argument(
+        "-o", "--output", type=Path, metavar="FILE", help="write here instead of stdout"
+    )
+    report = export_sub.add_parser(
+        "report", help="the reliability report as CSV: a row per integration and per system"
+    )
+    report.add_argument(
+        "--period",
+        default="30d",
+        metavar="P",
+        help="30d, 90d (any number of days) or month (the last whole month); default 30d",
+    )
+    report.add_argument(
         "-o", "--output", type=Path, metavar="FILE", help="write here instead of stdout"
     )
     kb = export_sub.add_parser("kb", help="Markdown pages and the diagram, for a wiki")
@@ -107,7 +121,7 @@ def _day(text: str) -> date:
 
 
 def run_export(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.export import ExportError, export_audit, export_changes, export_kb
+    from bot.export import ExportError, export_audit, export_changes, export_kb, export_report
 
     try:
         if args.export_command == "changes":
@@ -120,6 +134,11 @@ def run_export(settings: Settings, args: argparse.Namespace) -> int:
             if args.output is not None:
                 entries = "audit entry" if count == 1 else "audit entries"
                 print(f"{count} {entries} written to {args.output}")
+            return 0
+        if args.export_command == "report":
+            count = export_report(settings, args.output, args.period)
+            if args.output is not None:
+                print(f"{count} rows written to {args.output}")
             return 0
         written = export_kb(settings, args.directory)
     except ExportError as exc:

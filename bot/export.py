@@ -1,6 +1,6 @@
-"""`integ-bot export changes`, `integ-bot export audit` and `integ-bot export kb`: the change
-log and the audit trail as CSV and the knowledge base as Markdown, read from the database the
-bot keeps.
+"""`integ-bot export changes`, `audit`, `report` and `kb`: the change log, the audit trail
+and the reliability report as CSV and the knowledge base as Markdown, read from the database
+the bot keeps.
 
 An export only reads. It neither migrates the database nor loads a catalog into it: run
 against production from another directory, a catalog found there (or the bundled example)
@@ -25,6 +25,8 @@ from commands.catalog.knowledge_base import write_kb
 from commands.changes.export import _integration_id as integration_id
 from commands.changes.export import write_changes_csv
 from commands.permissions.audit import write_audit_csv
+from commands.reports.export import write_report_csv
+from commands.reports.periods import PeriodInvalid, parse_period
 from storage.db import make_engine, make_session_factory
 from storage.migrate import is_current
 
@@ -57,6 +59,17 @@ def export_audit(
             return write_audit_csv(session, out, start, wanted)
 
         return _write_csv(output, write)
+
+
+def export_report(settings: Settings, output: Path | None, period: str) -> int:
+    """The reliability report over `period` (`30d`, `90d`, `month`) as CSV to `output`
+    (stdout when None); how many rows."""
+    try:
+        chosen = parse_period(period, utcnow())
+    except PeriodInvalid as exc:
+        raise ExportError(str(exc).replace("`", "")) from None
+    with _reading(settings) as session:
+        return _write_csv(output, lambda out: write_report_csv(session, out, chosen))
 
 
 def _midnight(day: date | None) -> datetime | None:

@@ -30,7 +30,14 @@ from sqlalchemy.orm import Session
 
 from commands.reports.intervals import Span, clip, overlap, total, union
 from commands.reports.periods import Period
-from storage.models import Alert, AlertStatus, AlertTransition, Integration, VendorNotice
+from storage.models import (
+    Alert,
+    AlertStatus,
+    AlertTransition,
+    Integration,
+    System,
+    VendorNotice,
+)
 
 FIRING = AlertStatus.FIRING.value
 ACKNOWLEDGED = AlertStatus.ACKNOWLEDGED.value
@@ -101,10 +108,14 @@ def compute(session: Session, period: Period) -> Report:
         figures.vendor_failing = overlap(failing_of[ident], vendor)
         integrations[ident] = figures
     systems: dict[str, Figures] = {}
-    touching: dict[str, list[str]] = defaultdict(list)
+    # Every live system, those no integration touches too (their figures are all zero).
+    touching: dict[str, list[str]] = {
+        system: []
+        for system in session.scalars(select(System.id).where(System.removed_at.is_(None)))
+    }
     for ident, pair in members.items():
         for system in dict.fromkeys(pair):
-            touching[system].append(ident)
+            touching.setdefault(system, []).append(ident)
     for system, idents in touching.items():
         figures = Figures(system, period)
         spans: list[Span] = []

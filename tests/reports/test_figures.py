@@ -1,11 +1,14 @@
 """The reliability report's figures against a history worked out by hand: every expected
 value below is written out, not computed by the code under test."""
 
+import csv
+import io
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from bot.listeners.slash_commands import answer
+from commands.reports.export import write_report_csv
 from commands.reports.figures import compute
 from commands.reports.periods import Period, PeriodInvalid, last_month, parse_period
 from storage.db import transaction
@@ -204,3 +207,36 @@ def test_integ_report_overview_and_bad_input_answer_clearly(runtime):
     assert "No integration or system called `payroll`" in unknown.text
     bad_period = answer(runtime.deps, "report crm 0d", "U0ASKER01", None)
     assert "`0d` is not a period" in bad_period.text
+
+
+def test_the_csv_export_has_a_row_per_integration_and_system_with_the_same_figures(runtime):
+    out = io.StringIO()
+    with runtime.deps.sessions() as s:
+        written = write_report_csv(s, out, PERIOD)
+    rows = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert written == len(rows) == 9 + 8  # the example catalog's integrations and systems
+    by_id = {(r["kind"], r["id"]): r for r in rows}
+    crm = by_id[("integration", "crm")]
+    assert {k: crm[k] for k in ("alerts_opened", "acknowledged", "resolved")} == {
+        "alerts_opened": "4",
+        "acknowledged": "2",
+        "resolved": "3",
+    }
+    assert (crm["mtta_seconds"], crm["mttr_seconds"], crm["failing_seconds"]) == (
+        "2250",
+        "6600",
+        "37800",
+    )
+    assert (crm["availability"], crm["vendor_failing_seconds"]) == ("0.985417", "3600")
+    assert crm["root_causes"] == "config=1; network=1"
+    assert (crm["period_start"], crm["period_end"]) == (
+        "2026-11-01T00:00:00Z",
+        "2026-12-01T00:00:00Z",
+    )
+    grades = by_id[("integration", "grades")]
+    assert (grades["mtta_seconds"], grades["vendor_share"], grades["failing_seconds"]) == (
+        "",
+        "",
+        "0",
+    )
+    assert by_id[("system", "banner")]["failing_seconds"] == "43200"
