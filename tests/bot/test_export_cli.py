@@ -314,3 +314,25 @@ def test_an_audit_export_of_a_database_never_set_up_says_so(tmp_path):
     result = run_cli("export", "audit", cwd=tmp_path, env={"DATABASE_URL": url})
     assert result.returncode == 1
     assert "is not at the current schema; `integ-bot db upgrade`" in result.stderr
+
+
+def test_export_report_writes_a_row_per_integration_and_system_into_a_file(tmp_path, env):
+    log(tmp_path, env, "crm config a change, to make the database")
+    out = tmp_path / "report.csv"
+    result = run_cli("export", "report", "--period", "month", "-o", str(out), cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(out.open(newline="")))
+    assert result.stdout.strip() == f"{len(rows)} rows written to {out}"
+    kinds = {(r["kind"], r["id"]) for r in rows}
+    assert ("integration", "crm") in kinds and ("system", "banner") in kinds
+    assert all(r["failing_seconds"] == "0" and r["availability"] == "1.000000" for r in rows)
+
+
+def test_export_report_refuses_a_period_it_cannot_read_and_writes_nothing(tmp_path, env):
+    out = tmp_path / "report.csv"
+    result = run_cli(
+        "export", "report", "--period", "fortnight", "-o", str(out), cwd=tmp_path, env=env
+    )
+    assert result.returncode == 1
+    assert "fortnight is not a period" in result.stderr
+    assert not out.exists()
