@@ -30,6 +30,7 @@ from bot.workers.retention import Retention
 from commands.alerts.schedule import due_escalations, escalate, post_after_silence
 from commands.core import slack_events
 from commands.monitors.heartbeats import raise_missed
+from commands.reports.monthly import monthly_due, posted, queue_monthly, render_monthly
 from commands.reviews.digest import DigestSchedule, post_digest
 from commands.reviews.nudges import due_nudges, post_nudges, review_tick
 from storage.db import describe, transaction, unavailable
@@ -160,4 +161,26 @@ def tick_duties(deps: Deps, watcher: CatalogWatcher) -> list[Duty]:
         duties.append(
             Duty("digest", in_transaction(post_digest, settings.integ_digest_channel, schedule))
         )
+        duties.append(Duty("monthly_report", _monthly_report(deps, settings.integ_digest_channel)))
     return duties
+
+
+def _monthly_report(deps: Deps, channel: str) -> Callable[[], int]:
+    """Post last month's reliability report on this month's first working day. The report
+    is computed outside the transaction that claims the month: on SQLite that transaction
+    holds the write lock, and a month of a large catalog takes a fifth of a second."""
+    settings = deps.settings
+
+    def run() -> int:
+        now = deps.clock()
+        due = monthly_due(now, settings.integ_digest_hour, settings.integ_digest_timezone)
+        if due is None:
+            return 0
+        with deps.sessions() as session:
+            if posted(session, due.month):
+                return 0
+            reply = render_monthly(session, due, now)
+        with write_transaction(deps.sessions) as session:
+            return queue_monthly(session, due, channel, reply, now)
+
+    return run

@@ -116,11 +116,25 @@ def _worst(report: Report, integrations: list[Integration]) -> list[str]:
         (report.integrations[i.id] for i in integrations if report.integrations[i.id].failing),
         key=lambda f: (-f.failing, f.name),
     )
+    return worst_lines(ranked[:TOP])
+
+
+def worst_lines(ranked: list[Figures]) -> list[str]:
+    """A line for each, in the order given: time failing, alerts opened, MTTR."""
     return [
         f"`{escape(f.name)}` {format_duration(f.failing)} failing, {f.opened} opened, "
         f"MTTR {_duration(f.mttr)}"
-        for f in ranked[:TOP]
+        for f in ranked
     ]
+
+
+def totals_line(f: Figures) -> str:
+    """Alerts opened, acknowledged and resolved, MTTA and MTTR: what adds up across
+    integrations (time failing does not: they fail at the same moments or not)."""
+    return (
+        f"*Alerts opened:* {f.opened} ({f.acknowledged} acknowledged, {f.resolved} resolved) · "
+        f"*MTTA:* {_duration(f.mtta)} · *MTTR:* {_duration(f.mttr)}"
+    )
 
 
 def _duration(value: timedelta | None) -> str:

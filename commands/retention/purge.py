@@ -8,9 +8,9 @@ deleting a month of pings would hold SQLite's only write lock, and so every ping
 for as long as it takes. Deleting rows chosen by age is idempotent, so two processes doing
 it at once only delete some rows once each.
 
-Kept whatever their age: alerts, alert_transitions, changes, reviews, review nudges, digests
-and the audit trail (the history that `/integ` and the exports read). Slack event ids are
-pruned on their own (commands/core/slack_events.py).
+Kept whatever their age: alerts, alert_transitions, changes, reviews, review nudges, digests,
+monthly reports and the audit trail (the history that `/integ` and the exports read). Slack
+event ids are pruned on their own (commands/core/slack_events.py).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from storage.models import (
     Digest,
     HeartbeatPing,
+    MonthlyReport,
     OutboxAttempt,
     OutboxMessage,
     OutboxStatus,
@@ -39,16 +40,17 @@ FINAL = (OutboxStatus.SENT.value, OutboxStatus.FAILED.value)
 
 # Columns that keep an outbox id to come back to. A waiting review nudge's message is
 # edited and replied to in its thread (its row's result_ts is the message), a vendor
-# notice's messages are edited while it changes, and a digest names its message. The rows
-# they name are kept whatever their age rather than the references nulled: there are few
-# (one per nudge, per notice and channel, per week), they grow with that history rather than
-# with traffic, and an EDIT queued later would find its message gone and fail. Whatever
-# else comes to keep an outbox id must be listed here; tests/retention checks that every
-# foreign key to outbox.id is.
+# notice's messages are edited while it changes, and a digest or monthly report names its
+# message. The rows they name are kept whatever their age rather than the references nulled:
+# there are few (one per nudge, per notice and channel, per week, per month), they grow with
+# that history rather than with traffic, and an EDIT queued later would find its message
+# gone and fail. Whatever else comes to keep an outbox id must be listed here;
+# tests/retention checks that every foreign key to outbox.id is.
 KEPT_BY: tuple[Any, ...] = (
     ReviewNudge.outbox_id,
     VendorNoticePost.outbox_id,
     Digest.outbox_id,
+    MonthlyReport.outbox_id,
 )
 
 

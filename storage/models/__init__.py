@@ -32,6 +32,7 @@ from storage.models.outbox import (
     OutboxMessage,
     OutboxStatus,
 )
+from storage.models.reports import MonthlyReport
 from storage.models.retention import RetentionRun
 from storage.models.reviews import Digest, Review, ReviewNudge, ReviewNudgeStatus
 from storage.models.slack import SlackEvent
@@ -55,6 +56,7 @@ __all__ = [
     "HeartbeatPing",
     "HeartbeatStatus",
     "Integration",
+    "MonthlyReport",
     "NoticeKind",
     "OutboxAttempt",
     "OutboxKind",
