@@ -36,6 +36,7 @@ def test_every_duty_of_a_tick_is_named_and_runs(database_url, make_runtime):
         "slack_events_pruned",
         "retention",
         "digest",
+        "monthly_report",
     ]
     before = {name: runs_counted(name) for name in names}
     runtime.tick()
