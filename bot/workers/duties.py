@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from bot import metrics
 from bot.deps import Deps
 from bot.listeners.reviews import REVIEW_ACTIONS
+from bot.reliability_metrics import refresh_duty
 from bot.workers.catalog_watcher import CatalogWatcher
 from bot.workers.database_health import DatabaseHealth
 from bot.workers.retention import Retention
@@ -150,6 +151,8 @@ def tick_duties(deps: Deps, watcher: CatalogWatcher) -> list[Duty]:
         Duty("slack_events_pruned", pruned_slack_events),
         # At most once an hour across every process; see bot/workers/retention.py.
         Duty("retention", Retention.from_deps(deps)),
+        # At most every ten minutes in this process; see bot/reliability_metrics.py.
+        Duty("reliability_gauges", refresh_duty(deps)),
     ]
     settings = deps.settings
     if settings.integ_digest_channel is not None:

@@ -6,8 +6,10 @@ import io
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from prometheus_client import REGISTRY, generate_latest
 
 from bot.listeners.slash_commands import answer
+from bot.reliability_metrics import refresh_duty
 from commands.reports.export import write_report_csv
 from commands.reports.figures import compute
 from commands.reports.periods import Period, PeriodInvalid, last_month, parse_period
@@ -240,3 +242,34 @@ def test_the_csv_export_has_a_row_per_integration_and_system_with_the_same_figur
         "0",
     )
     assert by_id[("system", "banner")]["failing_seconds"] == "43200"
+
+
+def scraped(metric: str, **labels: str) -> float | None:
+    return REGISTRY.get_sample_value(f"integ_reliability_{metric}", labels)
+
+
+def test_the_last_30_days_figures_are_prometheus_gauges_refreshed_every_ten_minutes(runtime, clock):
+    refresh = refresh_duty(runtime.deps)
+    refresh()
+    crm = {"kind": "integration", "id": "crm"}
+    assert scraped("opened", **crm) == 4
+    assert scraped("failing_seconds", **crm) == 37800
+    assert scraped("mtta_seconds", **crm) == 2250
+    assert scraped("mttr_seconds", **crm) == 6600
+    assert scraped("availability_ratio", **crm) == pytest.approx(1 - 10.5 / 720)
+    assert scraped("vendor_share_ratio", **crm) == pytest.approx(1 / 10.5)
+    assert scraped("failing_seconds", kind="system", id="banner") == 43200
+    # Nothing to average: no series rather than a made-up zero.
+    assert scraped("mttr_seconds", kind="integration", id="grades") is None
+    assert scraped("availability_ratio", kind="integration", id="grades") == 1.0
+    # As /metrics serves them.
+    assert 'integ_reliability_opened{id="crm",kind="integration"} 4.0' in generate_latest().decode()
+
+    with transaction(runtime.deps.sessions) as s:
+        history(s, "grades", "late", [("2026-11-30T23:00", None, "firing")])
+    clock.now += timedelta(minutes=5)
+    refresh()
+    assert scraped("opened", kind="integration", id="grades") == 0  # not ten minutes yet
+    clock.now += timedelta(minutes=6)
+    refresh()
+    assert scraped("opened", kind="integration", id="grades") == 1
