@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     integ_digest_weekday: int = 0
     integ_digest_hour: int = Field(default=9, ge=0, le=23)
     integ_digest_timezone: str = "UTC"
+    # A system is taken for down when this many integrations touching it fail within the
+    # window (commands/outages); 0 turns that off (vendor incidents still open outages).
+    integ_outage_integrations: int = Field(default=3, ge=0)
+    integ_outage_window_minutes: float = Field(default=5, gt=0, allow_inf_nan=False)
     # Where people and jobs reach the bot, e.g. https://integ-bot.example.edu; shown in ping
     # URLs. Unset: the path alone is shown.
     integ_public_url: str | None = Field(default=None, pattern=r"^https?://")

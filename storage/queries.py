@@ -32,6 +32,13 @@ class Route:
     id: str
     channel: str
     silenced: bool
+    # Its systems: an outage of either folds its alerts (commands/outages).
+    source_id: str = ""
+    target_id: str = ""
+
+    @property
+    def systems(self) -> tuple[str, str]:
+        return (self.source_id, self.target_id)
 
 
 _SILENCED_NOW = (
@@ -43,17 +50,17 @@ _SILENCED_NOW = (
     )
     .exists()
 )
-_ROUTES = select(Integration.id, Integration.channel, _SILENCED_NOW).where(
-    Integration.id.in_(bindparam("names", expanding=True)), Integration.removed_at.is_(None)
-)
+_ROUTES = select(
+    Integration.id, Integration.channel, _SILENCED_NOW, Integration.source_id, Integration.target_id
+).where(Integration.id.in_(bindparam("names", expanding=True)), Integration.removed_at.is_(None))
 
 
 def routes(session: Session, names: set[str], now: datetime) -> dict[str, Route]:
     """The live integrations among `names`, by name, in one statement."""
     rows = session.connection().execute(_ROUTES, {"names": sorted(names), "now": now})
     return {
-        integration_id: Route(integration_id, channel, bool(silenced))
-        for integration_id, channel, silenced in rows
+        integration_id: Route(integration_id, channel, bool(silenced), source, target)
+        for integration_id, channel, silenced, source, target in rows
     }
 
 

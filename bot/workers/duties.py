@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TypeVar
 
 from sqlalchemy.orm import Session
@@ -31,6 +32,7 @@ from bot.workers.retention import Retention
 from commands.alerts.schedule import due_escalations, escalate, post_after_silence
 from commands.core import slack_events
 from commands.monitors.heartbeats import raise_missed
+from commands.outages.detect import Threshold, detect, outage_threshold, recover
 from commands.reports.monthly import monthly_due, posted, queue_monthly, render_monthly
 from commands.reviews.digest import DigestSchedule, post_digest
 from commands.reviews.nudges import due_nudges, post_nudges, review_tick
@@ -146,6 +148,7 @@ def tick_duties(deps: Deps, watcher: CatalogWatcher) -> list[Duty]:
         Duty("catalog", catalog),
         Duty("missed_heartbeats", missed_heartbeats),
         Duty("escalations", escalations),
+        Duty("outages", in_transaction(_outages, outage_threshold(deps.settings))),
         Duty("silences_ended", in_transaction(post_after_silence)),
         Duty("reviews", reviews),
         Duty("slack_events_pruned", pruned_slack_events),
@@ -166,6 +169,12 @@ def tick_duties(deps: Deps, watcher: CatalogWatcher) -> list[Duty]:
         )
         duties.append(Duty("monthly_report", _monthly_report(deps, settings.integ_digest_channel)))
     return duties
+
+
+def _outages(session: Session, now: datetime, threshold: Threshold) -> int:
+    """Systems whose integrations (heartbeats and probes among them) fail together, and
+    outages opened by failures that are over (commands/outages)."""
+    return detect(session, now, threshold) + recover(session, now, threshold)
 
 
 def _monthly_report(deps: Deps, channel: str) -> Callable[[], int]:

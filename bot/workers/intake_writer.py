@@ -40,6 +40,7 @@ from commands.alerts.ingest import IngestResult, Received, receive
 from commands.alerts.payloads import AlertEvent
 from commands.monitors.heartbeats import PingResult
 from commands.monitors.ping_batches import HeartbeatIndex, Ping, record_pings
+from commands.outages.detect import outage_threshold
 from storage.db import error_kind, unavailable
 from storage.write_turns import write_transaction
 
@@ -304,11 +305,12 @@ class IntakeWriter:
     def _store_together(self, batch: list[_Request]) -> list[Any]:
         """Each request's result, in the batch's order, from one transaction."""
         fallback = self.deps.settings.integ_fallback_channel
+        threshold = outage_threshold(self.deps.settings)
         hooks = [r.work for r in batch if isinstance(r.work, Received)]
         pings = [r.work for r in batch if isinstance(r.work, Ping)]
         with write_transaction(self.deps.sessions) as session:
             now = self.deps.clock()
-            stored = iter(receive(session, hooks, now, fallback) if hooks else [])
+            stored = iter(receive(session, hooks, now, fallback, threshold) if hooks else [])
             pinged = iter(record_pings(session, pings, now, self.heartbeats) if pings else [])
         return [next(stored) if isinstance(r.work, Received) else next(pinged) for r in batch]
 

@@ -34,6 +34,8 @@ from commands.alerts.transitions import (
     record_transition,
     record_transition_of,
 )
+from commands.outages.detect import Threshold, fold_new_alert
+from commands.outages.messages import refresh as refresh_outage
 from commands.outbox import queue as outbox
 from storage import queries
 from storage.db import table_of
@@ -118,7 +120,7 @@ _RESOLVE_FROM = (
     update(_alerts)
     .where(*_NAME_AND_KEY, _alerts.c.status == bindparam("p_from"))
     .values(status=RESOLVED, resolved_at=_NOW, resolved_by=None, last_seen_at=_NOW)
-    .returning(_alerts.c.id, _alerts.c.channel)
+    .returning(_alerts.c.id, _alerts.c.channel, _alerts.c.outage_id)
 )
 
 
@@ -160,6 +162,7 @@ def receive(
     requests: Sequence[Received],
     now: datetime,
     fallback_channel: str | None,
+    threshold: Threshold | None = None,
 ) -> list[tuple[int, IngestResult]]:
     """Store hook requests as received and apply their events in order; for each, (received
     event id, what happened). Nothing here commits."""
@@ -174,7 +177,7 @@ def receive(
     routes = queries.routes(session, {_name(e) for r in requests for e in r.events}, now)
     folded = fold_repeats(session, (r.events for r in requests), now, _name)
     return [
-        (event_id, ingest(session, r.events, now, fallback_channel, routes, folded))
+        (event_id, ingest(session, r.events, now, fallback_channel, routes, folded, threshold))
         for event_id, r in zip(event_ids, requests, strict=True)
     ]
 
@@ -186,6 +189,7 @@ def ingest(
     fallback_channel: str | None,
     routes: dict[str, Route] | None = None,
     folded: AbstractSet[AlertKey] = frozenset(),
+    threshold: Threshold | None = None,
 ) -> IngestResult:
     """Apply events in order. Those of `folded` alerts were counted already (fold_repeats)
     and are only reported here."""
@@ -207,10 +211,10 @@ def ingest(
                 result.ignored += 1
         elif _repeat_open(session, event, name, now):
             result.repeated += 1
-        elif _open_new(session, event, name, route, now, fallback_channel):
+        elif _open_new(session, event, name, route, now, fallback_channel, threshold):
             result.opened += 1
         else:
-            _fire_again(session, event, name, route, now, fallback_channel, result)
+            _fire_again(session, event, name, route, now, fallback_channel, result, threshold)
     return result
 
 
@@ -250,6 +254,7 @@ def _open_new(
     route: Route | None,
     now: datetime,
     fallback_channel: str | None,
+    threshold: Threshold | None,
 ) -> bool:
     """Create the alert and queue its message, unless it exists already."""
     channel = route.channel if route is not None else fallback_channel
@@ -279,9 +284,18 @@ def _open_new(
             alert_id,
             name,
         )
+    elif route is not None and fold_new_alert(session, alert_id, route.systems, now, threshold):
+        # Shown in its system's outage message instead (commands/outages).
+        _unposted(session, alert_id)
     elif post_to is not None:
         outbox.enqueue(session, kind=outbox.POST, channel=post_to, now=now, alert_id=alert_id)
     return True
+
+
+def _unposted(session: Session, alert_id: int) -> None:
+    session.connection().execute(
+        update(_alerts).where(_alerts.c.id == alert_id).values(channel=None)
+    )
 
 
 def _resolve_open(session: Session, event: AlertEvent, name: str, now: datetime) -> bool:
@@ -289,10 +303,12 @@ def _resolve_open(session: Session, event: AlertEvent, name: str, now: datetime)
         values = {"p_name": name, "p_key": event.key, "p_now": now, "p_from": previous}
         row = session.connection().execute(_RESOLVE_FROM, values).first()
         if row is not None:
-            alert_id, channel = row
+            alert_id, channel, outage_id = row
             record_transition_of(
                 session, alert_id, previous, RESOLVED, now, None, "resolved by its source"
             )
+            if outage_id is not None:
+                refresh_outage(session, outage_id, now)  # its message lists it recovered
             queue_change_of(
                 session, alert_id, channel, now, ":white_check_mark: Resolved by its source."
             )
@@ -308,6 +324,7 @@ def _fire_again(
     now: datetime,
     fallback_channel: str | None,
     result: IngestResult,
+    threshold: Threshold | None = None,
 ) -> None:
     """A firing event for an alert that exists and was not open a moment ago: it was
     resolved, or another process changed it since the statements above looked."""
@@ -332,7 +349,11 @@ def _fire_again(
             session, alert, RESOLVED, FIRING, now, None, "fired again after resolving"
         )
         result.reopened += 1
-        if alert.message_ts is None and not outbox.post_pending(session, alert.id):
+        alert.outage_id = None
+        session.flush()
+        if route is not None and fold_new_alert(session, alert.id, route.systems, now, threshold):
+            session.refresh(alert)  # folded under its system's outage: not shown on its own
+        elif alert.message_ts is None and not outbox.post_pending(session, alert.id):
             # Never posted: silenced or without a channel then, or its post failed for good
             # (a wrong channel since fixed, say). Post it now, as a new alert would be, to
             # the channel the catalog names today.

@@ -7,8 +7,9 @@ number of bot processes on one database do each thing once.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from commands.catalog.views import integration_spec
@@ -16,10 +17,16 @@ from commands.core.durations import format_duration, parse_duration
 from commands.core.render.mrkdwn import mention
 from commands.outbox import queue as outbox
 from storage import leases, queries
-from storage.models import Alert, AlertStatus, Integration
+from storage.models import Alert, AlertStatus, Integration, SystemOutage
 
 FIRING = AlertStatus.FIRING.value
 OPEN = (AlertStatus.FIRING.value, AlertStatus.ACKNOWLEDGED.value)
+
+
+def _under_open_outage() -> Any:
+    """The alert is folded under a system outage still open (commands/outages): neither
+    posted nor escalated on its own."""
+    return exists().where(SystemOutage.id == Alert.outage_id, SystemOutage.ended_at.is_(None))
 
 
 def due_escalations(session: Session, now: datetime) -> list[int]:
@@ -37,6 +44,7 @@ def due_escalations(session: Session, now: datetime) -> list[int]:
             Alert.channel.is_not(None),
             Alert.fired_at.is_not(None),
             Integration.removed_at.is_(None),
+            ~_under_open_outage(),
         )
         .order_by(Alert.id)
     ).all()
@@ -107,6 +115,8 @@ def post_after_silence(session: Session, now: datetime) -> int:
             Alert.status.in_(OPEN),
             Alert.channel.is_(None),
             Integration.removed_at.is_(None),
+            # Folded under its system's outage: shown in the outage's message until it ends.
+            ~_under_open_outage(),
         )
     ).all()
     posted = 0

@@ -28,9 +28,13 @@ UPDATE_LIMIT = 2500
 
 
 def render_notice(
-    system: System, notice: VendorNotice, integrations: Sequence[Integration]
+    system: System,
+    notice: VendorNotice,
+    integrations: Sequence[Integration],
+    extra: Sequence[bk.Block] = (),
 ) -> Reply:
-    """A notice's message in one channel, naming the integrations there that it touches."""
+    """A notice's message in one channel, naming the integrations there that it touches;
+    `extra` (the alerts folded under the outage it opened) goes below what the page says."""
     detail = notice.detail or {}
     over = notice.resolved_at is not None
     if over:
@@ -61,6 +65,7 @@ def render_notice(
         heading = f"_Latest update, {when:%Y-%m-%d %H:%M UTC}_" if when else "_Latest update_"
         body = truncate(escape(update_text.strip()), UPDATE_LIMIT)
         blocks.append(bk.section(f"{heading}\n{body}"))
+    blocks.extend(extra)
     facts = []
     components = detail.get("components") or []
     if components:

@@ -25,6 +25,8 @@ from commands.catalog.views import system_spec
 from commands.core.render.mrkdwn import truncate
 from commands.monitors.statuspage import PageNotice, Summary
 from commands.monitors.vendor_messages import GONE_STATUS, render_notice
+from commands.outages.detect import on_incident, on_incident_over
+from commands.outages.messages import outage_blocks
 from commands.outbox import queue as outbox
 from storage import leases, queries
 from storage.db import insert_for
@@ -32,6 +34,7 @@ from storage.models import (
     Integration,
     StatusPage,
     System,
+    SystemOutage,
     VendorNotice,
     VendorNoticePost,
 )
@@ -195,6 +198,7 @@ def apply_summary(
             changed = True
         else:
             changed = _refresh(notice, page_notice, now)
+        _outage_of(session, notice, now)
         queued += _publish(session, system, notice, audience, changed=changed, now=now)
     for notice in known.values():
         if notice.notice_id in listed or notice.resolved_at is not None:
@@ -202,8 +206,17 @@ def apply_summary(
         notice.status = GONE_STATUS.get(notice.kind, "resolved")
         notice.resolved_at = now
         notice.detail = {**notice.detail, "gone": True}
+        _outage_of(session, notice, now)
         queued += _publish(session, system, notice, audience, changed=True, now=now)
     return queued
+
+
+def _outage_of(session: Session, notice: VendorNotice, now: datetime) -> None:
+    """An open incident opens the system's outage (commands/outages); one over ends it."""
+    if notice.resolved_at is None:
+        on_incident(session, notice, now)
+    else:
+        on_incident_over(session, notice, now)
 
 
 def _new_notice(system_id: str, page: PageNotice, now: datetime) -> VendorNotice:
@@ -280,6 +293,11 @@ def _publish(
             select(VendorNoticePost).where(VendorNoticePost.notice_id == notice.id)
         )
     }
+    outage = session.scalars(
+        select(SystemOutage).where(SystemOutage.notice_id == notice.id).order_by(SystemOutage.id)
+    ).first()
+    # The alerts folded under the outage it opened, if it did.
+    extra = outage_blocks(session, outage) if outage is not None else []
     queued = 0
     for channel in sorted(set(audience) | set(posts)):
         post = posts.get(channel)
@@ -288,7 +306,7 @@ def _publish(
             # channel) is history, not news.
             if notice.resolved_at is not None:
                 continue
-            reply = render_notice(system, notice, audience[channel])
+            reply = render_notice(system, notice, audience[channel], extra=extra)
             outbox_id = outbox.queue_message(
                 session, channel=channel, now=now, text=reply.text, blocks=reply.blocks
             )
@@ -297,7 +315,7 @@ def _publish(
         elif changed and post.outbox_id is not None:
             # A channel that no longer has an integration touching the system still hears
             # how the notice it was shown ended.
-            reply = render_notice(system, notice, audience.get(channel, []))
+            reply = render_notice(system, notice, audience.get(channel, []), extra=extra)
             edit = outbox.queue_edit(
                 session, of=post.outbox_id, text=reply.text, blocks=reply.blocks, now=now
             )

@@ -32,6 +32,7 @@ from storage.models import (
     OutboxStatus,
     ReceivedEvent,
     ReviewNudge,
+    SystemOutagePost,
     VendorNoticePost,
 )
 
@@ -51,6 +52,7 @@ KEPT_BY: tuple[Any, ...] = (
     VendorNoticePost.outbox_id,
     Digest.outbox_id,
     MonthlyReport.outbox_id,
+    SystemOutagePost.outbox_id,
 )
 
 

@@ -25,6 +25,7 @@ from storage.models.monitors import (
     VendorNotice,
     VendorNoticePost,
 )
+from storage.models.outages import SystemOutage, SystemOutagePost
 from storage.models.outbox import (
     ChannelPace,
     OutboxAttempt,
@@ -72,6 +73,8 @@ __all__ = [
     "SlackEvent",
     "StatusPage",
     "System",
+    "SystemOutage",
+    "SystemOutagePost",
     "VendorNotice",
     "VendorNoticePost",
 ]

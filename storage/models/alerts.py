@@ -85,6 +85,9 @@ class Alert(Base):
     # tick reads no history and the retention duty may prune the outbox.
     fired_at: Mapped[datetime | None]
     shown_at: Mapped[datetime | None]
+    # The system outage it is folded under (commands/outages): not posted nor escalated on
+    # its own while that outage is open.
+    outage_id: Mapped[int | None] = mapped_column(ForeignKey("system_outages.id"), index=True)
 
 
 class AlertTransition(Base):

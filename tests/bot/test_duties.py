@@ -31,6 +31,7 @@ def test_every_duty_of_a_tick_is_named_and_runs(database_url, make_runtime):
         "catalog",
         "missed_heartbeats",
         "escalations",
+        "outages",
         "silences_ended",
         "reviews",
         "slack_events_pruned",

@@ -44,6 +44,10 @@ def make_settings(database_url: str, catalog: Path = EXAMPLE_CATALOG, **env: str
         "DATABASE_URL": database_url,
         "INTEG_CATALOG": str(catalog),
         "INTEG_WEBHOOK_TOKEN": WEBHOOK_TOKEN,
+        # Off unless a test turns it on: most tests fire several integrations' alerts in a
+        # moment to test something else, which would otherwise be one system's outage
+        # (tests/outages turn it on).
+        "INTEG_OUTAGE_INTEGRATIONS": "0",
         **env,
     }
     return load_settings(values)

@@ -1,0 +1,161 @@
+"""An outage in Slack: one message per channel, edited as its alerts come and go.
+
+An outage opened by the vendor's incident shows in that incident's messages (one per
+channel already, commands/monitors/vendor_status.py), with the folded alerts added below;
+one opened by failures has messages of its own (`SystemOutagePost`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from commands.core.durations import format_duration
+from commands.core.render import blocks as bk
+from commands.core.render.mrkdwn import escape, truncate
+from commands.core.replies import Reply
+from commands.monitors.vendor_messages import render_notice
+from commands.outages.state import RESOLVED, folded_alerts, locked, touching
+from commands.outbox import queue as outbox
+from storage.models import (
+    Alert,
+    Integration,
+    System,
+    SystemOutage,
+    SystemOutagePost,
+    VendorNotice,
+    VendorNoticePost,
+)
+
+LISTED = 20  # folded alerts listed; the rest are counted
+SUMMARY_SHOWN = 120
+
+
+def outage_blocks(session: Session, outage: SystemOutage) -> list[bk.Block]:
+    """What the outage's messages say of the integrations' alerts under it."""
+    alerts = folded_alerts(session, outage.id)
+    name = _system_name(session, outage.system_id)
+    if outage.ended_at is None:
+        open_alerts = [a for a in alerts if a.status != RESOLVED]
+        head = (
+            f"*Failing meanwhile:* {len(open_alerts)} alert(s), collected here rather than "
+            f"posted or escalated one by one until {escape(name)} recovers."
+        )
+        lines = [_alert_line(a) for a in open_alerts[:LISTED]]
+        if len(open_alerts) > LISTED:
+            lines.append(f"…and {len(open_alerts) - LISTED} more: `/integ alerts` lists them.")
+        recovered = sorted({a.integration_name for a in alerts} - _failing(open_alerts))
+        if recovered:
+            lines.append("Recovered since: " + ", ".join(f"`{escape(i)}`" for i in recovered))
+        return bk.sections_for_lines([head, *lines])
+    still = _failing([a for a in alerts if a.status != RESOLVED])
+    recovered = sorted({a.integration_name for a in alerts} - still)
+    took = format_duration(outage.ended_at - outage.started_at)
+    ended = f"{outage.ended_at:%H:%M} UTC"
+    lines = [f":white_check_mark: *{escape(name)} recovered* at {ended}, after {took}."]
+    if recovered:
+        lines.append("*Recovered:* " + ", ".join(f"`{escape(i)}`" for i in recovered))
+    if still:
+        lines.append(
+            "*Still failing, now posted on their own:* "
+            + ", ".join(f"`{escape(i)}`" for i in sorted(still))
+        )
+    return bk.sections_for_lines(lines)
+
+
+def refresh(session: Session, outage_id: int, now: datetime) -> int:
+    """Post or edit the outage's messages to show it as it is now; how many writes."""
+    outage = locked(session, outage_id)
+    system = session.get_one(System, outage.system_id)
+    audience: dict[str, list[Integration]] = {}
+    for integ in touching(session, system.id):
+        audience.setdefault(integ.channel, []).append(integ)
+    extra = outage_blocks(session, outage)
+    if outage.notice_id is not None:
+        return _refresh_notice(session, system, outage.notice_id, audience, extra, now)
+    posts = {
+        p.channel: p
+        for p in session.scalars(
+            select(SystemOutagePost).where(SystemOutagePost.outage_id == outage.id)
+        )
+    }
+    queued = 0
+    for channel in sorted(set(audience) | set(posts)):
+        reply = render_outage(system, outage, audience.get(channel, []), extra)
+        post = posts.get(channel)
+        if post is None:
+            if outage.ended_at is not None:
+                continue
+            outbox_id = outbox.queue_message(
+                session, channel=channel, now=now, text=reply.text, blocks=reply.blocks
+            )
+            session.add(SystemOutagePost(outage_id=outage.id, channel=channel, outbox_id=outbox_id))
+            queued += 1
+        elif post.outbox_id is not None:
+            edit = outbox.queue_edit(
+                session, of=post.outbox_id, text=reply.text, blocks=reply.blocks, now=now
+            )
+            queued += edit is not None
+    session.flush()
+    return queued
+
+
+def _refresh_notice(
+    session: Session,
+    system: System,
+    notice_id: int,
+    audience: dict[str, list[Integration]],
+    extra: list[bk.Block],
+    now: datetime,
+) -> int:
+    notice = session.get_one(VendorNotice, notice_id)
+    queued = 0
+    for post in session.scalars(
+        select(VendorNoticePost).where(VendorNoticePost.notice_id == notice.id)
+    ):
+        if post.outbox_id is None:
+            continue
+        reply = render_notice(system, notice, audience.get(post.channel, []), extra=extra)
+        edit = outbox.queue_edit(
+            session, of=post.outbox_id, text=reply.text, blocks=reply.blocks, now=now
+        )
+        queued += edit is not None
+    return queued
+
+
+def render_outage(
+    system: System,
+    outage: SystemOutage,
+    here: Sequence[Integration],
+    extra: list[bk.Block],
+) -> Reply:
+    """An outage opened by failures, in one channel: what is down, why we think so, the
+    integrations of this channel that use it, and its alerts (`extra`)."""
+    name = escape(system.name)
+    if outage.ended_at is None:
+        title = f":rotating_light: *{name} looks down* since {outage.started_at:%H:%M} UTC"
+    else:
+        title = f":white_check_mark: *{name} was down* from {outage.started_at:%H:%M} UTC"
+    lines = [title, f"_{escape(outage.reason)}_"]
+    if here:
+        lines.append("Uses it here: " + ", ".join(f"`{escape(i.id)}`" for i in here))
+    blocks = [bk.section("\n".join(lines)), *extra]
+    text = f"{system.name} looks down" if outage.ended_at is None else f"{system.name} recovered"
+    return Reply(text=escape(text), blocks=bk.cap_blocks(blocks, "…"), ephemeral=False)
+
+
+def _alert_line(alert: Alert) -> str:
+    summary = truncate(escape(alert.summary), SUMMARY_SHOWN)
+    times = "" if alert.count == 1 else f" ({alert.count}×)"
+    return f"• `{escape(alert.integration_name)}`: {summary}{times}"
+
+
+def _failing(alerts: Sequence[Alert]) -> set[str]:
+    return {a.integration_name for a in alerts}
+
+
+def _system_name(session: Session, system_id: str) -> str:
+    system = session.get(System, system_id)
+    return system.name if system is not None else system_id
