@@ -7,6 +7,8 @@ literal constants, never derived from class or function names; a test checks the
 
 from typing import Final
 
+from commands.outages.messages import ACK_ALL_ACTION, RESOLVE_ALL_ACTION
+
 SLASH_COMMAND: Final = "/integ"
 
 # Message shortcut declared in manifest.yml: log a message as a change.
@@ -17,6 +19,11 @@ ACK_ACTION: Final = "integ_alert_ack"
 RESOLVE_ACTION: Final = "integ_alert_resolve"
 SILENCE_ACTION: Final = "integ_alert_silence"
 RUNBOOK_ACTION: Final = "integ_alert_runbook"
+
+# The buttons on a system outage's messages (defined with the message, which commands/
+# renders outside any listener).
+OUTAGE_ACK_ACTION: Final = ACK_ALL_ACTION
+OUTAGE_RESOLVE_ACTION: Final = RESOLVE_ALL_ACTION
 
 # Review nudge actions.
 REVIEW_DONE_ACTION: Final = "integ_review_done"

@@ -10,6 +10,7 @@ from bot.deps import Deps
 from bot.listeners import alerts as alert_buttons
 from bot.listeners import changes as change_log
 from bot.listeners import changes_pages as change_pages
+from bot.listeners import outages as outage_buttons
 from bot.listeners import reviews as review_buttons
 from bot.listeners import slash_commands
 
@@ -21,4 +22,5 @@ def register_all(app: App, deps: Deps, notify_outbox: Callable[[], None]) -> Non
     change_pages.register(app, deps, notify_outbox)  # before `/integ`, like the above
     slash_commands.register(app, deps, notify_outbox)
     alert_buttons.register(app, deps, notify_outbox)
+    outage_buttons.register(app, deps, notify_outbox)
     change_log.register(app, deps, notify_outbox)

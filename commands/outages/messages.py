@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Final
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -21,6 +22,7 @@ from commands.outages.state import RESOLVED, folded_alerts, locked, touching
 from commands.outbox import queue as outbox
 from storage.models import (
     Alert,
+    AlertStatus,
     Integration,
     System,
     SystemOutage,
@@ -30,6 +32,11 @@ from storage.models import (
 )
 
 LISTED = 20  # folded alerts listed; the rest are counted
+# Block Kit action ids of the buttons on an outage's messages (commands/outages/actions.py
+# acts on them; bot/wire_ids lists them with the others). Posted messages keep these
+# strings, so they are literals.
+ACK_ALL_ACTION: Final = "integ_outage_ack"
+RESOLVE_ALL_ACTION: Final = "integ_outage_resolve"
 SUMMARY_SHOWN = 120
 
 
@@ -49,7 +56,10 @@ def outage_blocks(session: Session, outage: SystemOutage) -> list[bk.Block]:
         recovered = sorted({a.integration_name for a in alerts} - _failing(open_alerts))
         if recovered:
             lines.append("Recovered since: " + ", ".join(f"`{escape(i)}`" for i in recovered))
-        return bk.sections_for_lines([head, *lines])
+        blocks = bk.sections_for_lines([head, *lines])
+        if open_alerts:
+            blocks.append(_buttons(outage.id))
+        return blocks
     still = _failing([a for a in alerts if a.status != RESOLVED])
     recovered = sorted({a.integration_name for a in alerts} - still)
     took = format_duration(outage.ended_at - outage.started_at)
@@ -149,7 +159,29 @@ def render_outage(
 def _alert_line(alert: Alert) -> str:
     summary = truncate(escape(alert.summary), SUMMARY_SHOWN)
     times = "" if alert.count == 1 else f" ({alert.count}×)"
-    return f"• `{escape(alert.integration_name)}`: {summary}{times}"
+    seen = " :eyes: acknowledged" if alert.status == AlertStatus.ACKNOWLEDGED.value else ""
+    return f"• `{escape(alert.integration_name)}`: {summary}{times}{seen}"
+
+
+def _buttons(outage_id: int) -> bk.Block:
+    def button(text: str, action_id: str, style: str | None = None) -> bk.Block:
+        found: bk.Block = {
+            "type": "button",
+            "text": bk.plain(text, bk.BUTTON_TEXT),
+            "action_id": action_id,
+            "value": str(outage_id),
+        }
+        if style:
+            found["style"] = style
+        return found
+
+    return {
+        "type": "actions",
+        "elements": [
+            button("Acknowledge all", ACK_ALL_ACTION),
+            button("Resolve all", RESOLVE_ALL_ACTION, "primary"),
+        ],
+    }
 
 
 def _failing(alerts: Sequence[Alert]) -> set[str]:

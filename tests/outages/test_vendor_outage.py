@@ -13,10 +13,12 @@ import pytest
 import yaml
 from sqlalchemy import select
 
+from bot import wire_ids
 from bot.runtime import Runtime
 from commands.alerts.payloads import parse_generic
 from storage.models import Alert, SystemOutage
-from tests.helpers.runtime import BOT_TOKEN, make_settings
+from tests.alerts.test_slack_messages import click
+from tests.helpers.runtime import BOT_TOKEN, make_settings, start_server, stop_server
 from tests.helpers.slack_signing import SIGNING_SECRET
 from tests.monitors.test_vendor_status import (
     POLL_SECONDS,
@@ -196,3 +198,39 @@ def test_an_outage_is_opened_once_by_two_processes(
     second.tick()
     with first.deps.sessions() as session:
         assert len(session.scalars(select(SystemOutage)).all()) == 1
+
+
+def test_acknowledge_all_and_resolve_all_act_on_each_alert_as_its_own_button_would(
+    runtime, poller, site, fake_slack, clock
+):
+    site.answer("workday", "summary_incident_investigating.json")
+    poller.run_due()
+    for ident in ("hr-feed", "hr-extra", "ar-journal"):
+        hook(runtime, ident)
+    deliver(runtime, clock)
+    with runtime.deps.sessions() as session:
+        [outage] = session.scalars(select(SystemOutage)).all()
+    server = start_server(runtime)
+    try:
+        # Any full member may acknowledge.
+        answer = click(server, fake_slack, wire_ids.OUTAGE_ACK_ACTION, outage.id, "U0OWNER01")
+        assert answer.status_code == 200
+        assert {a.integration_name: a.status for a in alerts(runtime)} == dict.fromkeys(
+            ("ar-journal", "hr-extra", "hr-feed"), "acknowledged"
+        )
+        deliver(runtime, clock)
+        latest = {c.args["channel"]: shown(c) for c in updates(fake_slack)}
+        assert "`hr-feed`: hr-feed failed :eyes: acknowledged" in latest["C0HRIS001"]
+        # Resolving needs a responder of each: HR's owner resolves HR's two, not Finance's.
+        click(server, fake_slack, wire_ids.OUTAGE_RESOLVE_ACTION, outage.id, "U0HRIS001")
+        assert {a.integration_name: a.status for a in alerts(runtime)} == {
+            "ar-journal": "acknowledged",
+            "hr-extra": "resolved",
+            "hr-feed": "resolved",
+        }
+        [told] = [c for c in fake_slack.responses_to("click") if "Resolved 2" in str(c.args)]
+        assert "Not resolved: #" in str(told.args) and "(ar-journal)" in str(told.args)
+        causes = {a.integration_name: a.root_cause for a in alerts(runtime)}
+        assert causes["hr-feed"] == "vendor"
+    finally:
+        stop_server(server)
