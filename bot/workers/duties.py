@@ -191,8 +191,8 @@ def _monthly_report(deps: Deps, channel: str) -> Callable[[], int]:
         with deps.sessions() as session:
             if posted(session, due.month):
                 return 0
-            reply = render_monthly(session, due, now)
+            monthly = render_monthly(session, due, now)
         with write_transaction(deps.sessions) as session:
-            return queue_monthly(session, due, channel, reply, now)
+            return queue_monthly(session, due, channel, monthly, now)
 
     return run

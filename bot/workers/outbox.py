@@ -35,22 +35,22 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy.exc import OperationalError
 
-from bot import graphviz
+from bot import charts, graphviz
 from bot.deps import Deps
 from bot.workers.diagrams import CLAIMANT_SUFFIX, DiagramPool
+from bot.workers.pictures import upload_call
 from bot.workers.senders import PermanentError, RateLimited, Sender, SendError, TransientError
 from commands.outbox import claims, results
 from commands.outbox.calls import (
     Call,
-    File,
     Job,
     Renderer,
     Unsendable,
-    outbox_metadata,
 )
 from commands.outbox.results import Outcome, Result
 from storage.db import transaction, unavailable
@@ -105,6 +105,8 @@ class OutboxWorker:
     renderers: Mapping[OutboxKind, Renderer] = field(kw_only=True)
     # Graphviz source to PNG for uploads; a seam so that a test can stand in for `dot`.
     render_png: Callable[[str], bytes] = graphviz.render_png
+    # A chart spec to PNG (matplotlib in a child process); a seam as `render_png` is.
+    render_chart: Callable[[dict[str, Any]], bytes] = charts.render_chart_png
     _wake: threading.Event = field(default_factory=threading.Event, init=False)
     _stopping: threading.Event = field(default_factory=threading.Event, init=False)
     _thread: threading.Thread | None = field(default=None, init=False)
@@ -362,38 +364,7 @@ class OutboxWorker:
             return renderer(session, job, now)
 
     def _prepare_upload(self, job: Job) -> Call:
-        source = job.payload.get("dot")
-        if not isinstance(source, str) or not source.strip():
-            raise Unsendable("an upload needs its Graphviz source")
-        try:
-            png = self.render_png(source)
-        except graphviz.RenderTimedOut as exc:
-            raise TransientError(f"graphviz: {exc}") from None
-        except graphviz.GraphvizMissing:
-            fallback = job.payload.get("fallback") or {}
-            if not fallback.get("text"):
-                raise Unsendable("graphviz is missing here; no text version queued") from None
-            # The person was told a picture is coming; the text version is the next best.
-            return Call(
-                channel=job.channel,
-                text=str(fallback["text"]),
-                blocks=fallback.get("blocks") or None,
-                metadata=outbox_metadata(job.id),
-            )
-        except graphviz.GraphvizError as exc:
-            # Refusing the source: trying again would fail the same way.
-            raise Unsendable(f"graphviz: {exc}") from None
-        filename = str(job.payload.get("filename") or "diagram.png")
-        return Call(
-            channel=job.channel,
-            text=str(job.payload.get("comment") or ""),
-            file=File(
-                content=png,
-                filename=filename,
-                title=str(job.payload.get("title") or filename),
-                alt_text=str(job.payload.get("alt_text") or ""),
-            ),
-        )
+        return upload_call(job, self.render_png, self.render_chart)
 
     # -- recording --------------------------------------------------------------------------
 

@@ -39,7 +39,7 @@ VERBS: list[tuple[str, str]] = [
     ("diagram [system]", "a picture of the systems and integrations"),
     ("heartbeat <integration>", "last ping, next deadline, ping URL"),
     ("audit <integration>", "who resolved, silenced, reassigned, and what was refused"),
-    ("report [integration|system] [30d|90d|month]", "MTTA, MTTR, time failing, root causes"),
+    ("report [integration|system] [30d|90d|month] [chart]", "MTTA, MTTR, time failing, causes"),
 ]
 
 LIST_LIMIT = 200

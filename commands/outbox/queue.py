@@ -240,16 +240,17 @@ def queue_upload(
     *,
     channel: str,
     now: datetime,
-    dot: str,
+    dot: str | None = None,
+    chart: dict[str, Any] | None = None,
     filename: str,
     title: str,
     comment: str,
     alt_text: str = "",
     fallback: dict[str, Any] | None = None,
 ) -> int:
-    """Queue a diagram for `channel`: the worker renders `dot` (Graphviz source) to a PNG
-    named `filename` and uploads it with `title`, `comment` (mrkdwn, shown with the file)
-    and `alt_text`; its outbox id.
+    """Queue a picture for `channel`: the worker renders `dot` (Graphviz source) or `chart`
+    (commands/reports/chart.py) to a PNG named `filename` and uploads it with `title`,
+    `comment` (mrkdwn, shown with the file) and `alt_text`; its outbox id.
 
     Rendering waits for the worker so that the slash command stays inside Slack's three
     seconds. Unlike a message, an upload carries no metadata to find it by after a crash:
@@ -267,7 +268,7 @@ def queue_upload(
         channel=channel,
         now=now,
         payload={
-            "dot": dot,
+            **({"chart": chart} if chart is not None else {"dot": dot}),
             "filename": filename,
             "title": title,
             "comment": comment,

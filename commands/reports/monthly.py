@@ -21,6 +21,7 @@ from commands.core.render import blocks as bk
 from commands.core.render.mrkdwn import escape
 from commands.core.replies import Reply
 from commands.outbox import queue as outbox
+from commands.reports.chart import queue_chart, weekly_failures
 from commands.reports.figures import Figures, Report, compute
 from commands.reports.periods import Period, last_month
 from commands.reports.replies import totals_line, worst_lines
@@ -62,9 +63,17 @@ def posted(session: Session, month: date) -> bool:
     return session.scalar(select(MonthlyReport.id).where(MonthlyReport.month == month)) is not None
 
 
-def render_monthly(session: Session, due: MonthlyDue, now: datetime) -> Reply:
+@dataclass(frozen=True)
+class Monthly:
+    """What the month's post holds: its message, and the weeks of its chart."""
+
+    reply: Reply
+    weeks: list[tuple[date, int]]
+
+
+def render_monthly(session: Session, due: MonthlyDue, now: datetime) -> Monthly:
     report = compute(session, due.period)
-    return monthly_reply(report, due, now)
+    return Monthly(monthly_reply(report, due, now), weekly_failures(session, due.period))
 
 
 def monthly_reply(report: Report, due: MonthlyDue, now: datetime) -> Reply:
@@ -97,9 +106,11 @@ def monthly_reply(report: Report, due: MonthlyDue, now: datetime) -> Reply:
 
 
 def queue_monthly(
-    session: Session, due: MonthlyDue, channel: str, reply: Reply, now: datetime
+    session: Session, due: MonthlyDue, channel: str, monthly: Monthly, now: datetime
 ) -> int:
-    """Claim the month and queue its message; 1 if this call did, 0 if it was taken."""
+    """Claim the month and queue its message and chart; 1 if this call did, 0 if it was
+    taken."""
+    reply = monthly.reply
     claimed = session.execute(
         insert_for(session)(MonthlyReport)
         .values(month=due.month, posted_at=now, channel=channel)
@@ -111,6 +122,14 @@ def queue_monthly(
     row = session.get_one(MonthlyReport, claimed)
     row.outbox_id = outbox.queue_message(
         session, channel=channel, now=now, text=reply.text, blocks=reply.blocks
+    )
+    queue_chart(
+        session,
+        channel=channel,
+        now=now,
+        name="every integration",
+        period=due.period,
+        weeks=monthly.weeks,
     )
     session.flush()
     return 1

@@ -12,9 +12,11 @@ from commands.core.durations import format_duration
 from commands.core.render import blocks as bk
 from commands.core.render.mrkdwn import escape
 from commands.core.replies import Invocation, Reply
+from commands.outbox import queue as outbox
 from commands.permissions.check import Visibility, private_refusal
+from commands.reports.chart import queue_chart, weekly_failures
 from commands.reports.figures import Figures, Report, compute
-from commands.reports.periods import DEFAULT, PeriodInvalid, parse_period
+from commands.reports.periods import DEFAULT, Period, PeriodInvalid, parse_period
 from storage import queries
 from storage.models import Integration
 
@@ -25,6 +27,8 @@ TOP = 10
 
 def report_reply(session: Session, inv: Invocation, args: str) -> Reply:
     words = args.split()
+    wants_chart = any(w.lower() == "chart" for w in words)
+    words = [w for w in words if w.lower() != "chart"]
     if len(words) > 2:
         return usage(VERB)
     periods = [w for w in words if _is_period(w)]
@@ -49,17 +53,52 @@ def report_reply(session: Session, inv: Invocation, args: str) -> Reply:
     report = compute(session, period)
     if not target:
         return _overview(report, shown)
+    found = _target(session, report, shown, target, period)
+    if found is None:
+        return _say(
+            f"No integration or system called `{escape(target)}`. "
+            "`/integ list` shows the integrations."
+        )
+    reply, members = found
+    if not wants_chart:
+        return reply
+    return _with_chart(session, inv, reply, target, period, [i.id for i in members])
+
+
+def _target(
+    session: Session, report: Report, shown: dict[str, Integration], target: str, period: Period
+) -> tuple[Reply, list[Integration]] | None:
+    """The report of one integration or system, and the integrations it covers."""
     if target in shown:
-        figures = report.integrations[target]
         title = f"*{escape(shown[target].name)}* (`{escape(target)}`), {period.label}"
-        return _detail(title, figures, [])
+        return _detail(title, report.integrations[target], []), [shown[target]]
     if target in report.systems and queries.system(session, target) is not None:
         members = [i for i in shown.values() if target in (i.source_id, i.target_id)]
         title = f"*System `{escape(target)}`*, {period.label}: {len(members)} integration(s)"
-        return _detail(title, report.systems[target], _worst(report, members))
-    return _say(
-        f"No integration or system called `{escape(target)}`. `/integ list` shows the integrations."
-    )
+        return _detail(title, report.systems[target], _worst(report, members)), members
+    return None
+
+
+def _with_chart(
+    session: Session,
+    inv: Invocation,
+    reply: Reply,
+    name: str,
+    period: Period,
+    integrations: list[str],
+) -> Reply:
+    """The report, and its chart of failures per week queued for the channel."""
+    if inv.channel_id is None:
+        note = "A chart goes to a channel: ask in Slack for it."
+    elif outbox.pending_upload(session, inv.channel_id) is not None:
+        note = "A picture is already on its way to this channel; ask again once it is here."
+    else:
+        weeks = weekly_failures(session, period, integrations)
+        queue_chart(
+            session, channel=inv.channel_id, now=inv.now, name=name, period=period, weeks=weeks
+        )
+        note = ":bar_chart: A chart of alerts opened per week is on its way to this channel."
+    return Reply(text=reply.text, blocks=[*reply.blocks, bk.context(note)])
 
 
 def _is_period(word: str) -> bool:
@@ -92,6 +131,7 @@ def _detail(title: str, figures: Figures, worst: list[str]) -> Reply:
     blocks = [bk.section(title), bk.section("\n".join(figure_lines(figures)))]
     if worst:
         blocks.append(bk.section("*Most time failing:*\n" + "\n".join(worst)))
+    blocks.append(bk.context("Add `chart` for a chart of alerts opened per week, in the channel."))
     return Reply(text=title, blocks=blocks)
 
 

@@ -9,7 +9,7 @@ from commands.reports.monthly import first_working_day, monthly_due
 from storage.db import transaction
 from storage.models import MonthlyReport, OutboxMessage
 from tests.helpers.runtime import make_settings
-from tests.reports.test_figures import history
+from tests.reports.history import history
 
 DIGEST = "C0DIGEST01"
 
