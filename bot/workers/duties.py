@@ -32,7 +32,13 @@ from bot.workers.retention import Retention
 from commands.alerts.schedule import due_escalations, escalate, post_after_silence
 from commands.core import slack_events
 from commands.monitors.heartbeats import raise_missed
-from commands.outages.detect import Threshold, detect, outage_threshold, recover
+from commands.outages.detect import (
+    Threshold,
+    detect,
+    outage_threshold,
+    recover,
+    refresh_stale,
+)
 from commands.reports.monthly import monthly_due, posted, queue_monthly, render_monthly
 from commands.reviews.digest import DigestSchedule, post_digest
 from commands.reviews.nudges import due_nudges, post_nudges, review_tick
@@ -174,7 +180,11 @@ def tick_duties(deps: Deps, watcher: CatalogWatcher) -> list[Duty]:
 def _outages(session: Session, now: datetime, threshold: Threshold) -> int:
     """Systems whose integrations (heartbeats and probes among them) fail together, and
     outages opened by failures that are over (commands/outages)."""
-    return detect(session, now, threshold) + recover(session, now, threshold)
+    return (
+        detect(session, now, threshold)
+        + recover(session, now, threshold)
+        + refresh_stale(session, now)
+    )
 
 
 def _monthly_report(deps: Deps, channel: str) -> Callable[[], int]:

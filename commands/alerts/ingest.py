@@ -35,7 +35,7 @@ from commands.alerts.transitions import (
     record_transition_of,
 )
 from commands.outages.detect import Threshold, fold_new_alert
-from commands.outages.messages import refresh as refresh_outage
+from commands.outages.state import mark_stale
 from commands.outbox import queue as outbox
 from storage import queries
 from storage.db import table_of
@@ -308,7 +308,7 @@ def _resolve_open(session: Session, event: AlertEvent, name: str, now: datetime)
                 session, alert_id, previous, RESOLVED, now, None, "resolved by its source"
             )
             if outage_id is not None:
-                refresh_outage(session, outage_id, now)  # its message lists it recovered
+                mark_stale(session, outage_id)  # its message will list it recovered
             queue_change_of(
                 session, alert_id, channel, now, ":white_check_mark: Resolved by its source."
             )

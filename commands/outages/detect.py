@@ -19,6 +19,7 @@ from commands.outages.state import (
     end_outage,
     failing_together,
     fold_open_alerts,
+    mark_stale,
     open_outage,
     open_outage_for,
 )
@@ -58,8 +59,10 @@ def fold_new_alert(
     or opened now because enough integrations of that system fail together), and must not
     be posted on its own."""
     outage = open_outage_for(session, systems)
+    opened = False
     if outage is None and threshold is not None and threshold.on:
         outage = _open_by_failures(session, systems, now, threshold)
+        opened = outage is not None
     if outage is None:
         return False
     session.execute(
@@ -68,7 +71,10 @@ def fold_new_alert(
         .values(outage_id=outage.id)
         .execution_options(synchronize_session=False)
     )
-    refresh(session, outage.id, now)
+    if opened:
+        refresh(session, outage.id, now)  # its first messages go out at once
+    else:
+        mark_stale(session, outage.id)  # the tick shows it (refresh_stale)
     return True
 
 
@@ -116,6 +122,15 @@ def detect(session: Session, now: datetime, threshold: Threshold) -> int:
             refresh(session, outage.id, now)
             opened += 1
     return opened
+
+
+def refresh_stale(session: Session, now: datetime) -> int:
+    """On the tick: edit the messages of the outages whose alerts changed since; how many
+    writes were queued."""
+    stale = session.scalars(
+        select(SystemOutage.id).where(SystemOutage.stale.is_(True)).order_by(SystemOutage.id)
+    ).all()
+    return sum(refresh(session, outage_id, now) for outage_id in stale)
 
 
 def recover(session: Session, now: datetime, threshold: Threshold) -> int:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Final
 
-from sqlalchemy import select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from commands.core.durations import format_duration
@@ -18,7 +18,7 @@ from commands.core.render import blocks as bk
 from commands.core.render.mrkdwn import escape, truncate
 from commands.core.replies import Reply
 from commands.monitors.vendor_messages import render_notice
-from commands.outages.state import RESOLVED, folded_alerts, locked, touching
+from commands.outages.state import RESOLVED, locked, touching
 from commands.outbox import queue as outbox
 from storage.models import (
     Alert,
@@ -41,43 +41,76 @@ SUMMARY_SHOWN = 120
 
 
 def outage_blocks(session: Session, outage: SystemOutage) -> list[bk.Block]:
-    """What the outage's messages say of the integrations' alerts under it."""
-    alerts = folded_alerts(session, outage.id)
+    """What the outage's messages say of the integrations' alerts under it. Read with a
+    count, the first LISTED and a line per integration, not every alert: a storm folds
+    thousands, and each one folded edits the messages again."""
+    failing, recovered = _integrations_under(session, outage.id)
     name = _system_name(session, outage.system_id)
     if outage.ended_at is None:
-        open_alerts = [a for a in alerts if a.status != RESOLVED]
+        open_count = _open_count(session, outage.id)
         head = (
-            f"*Failing meanwhile:* {len(open_alerts)} alert(s), collected here rather than "
+            f"*Failing meanwhile:* {open_count} alert(s), collected here rather than "
             f"posted or escalated one by one until {escape(name)} recovers."
         )
-        lines = [_alert_line(a) for a in open_alerts[:LISTED]]
-        if len(open_alerts) > LISTED:
-            lines.append(f"…and {len(open_alerts) - LISTED} more: `/integ alerts` lists them.")
-        recovered = sorted({a.integration_name for a in alerts} - _failing(open_alerts))
+        lines = [_alert_line(a) for a in _first_open(session, outage.id)]
+        if open_count > LISTED:
+            lines.append(f"…and {open_count - LISTED} more: `/integ alerts` lists them.")
         if recovered:
             lines.append("Recovered since: " + ", ".join(f"`{escape(i)}`" for i in recovered))
         blocks = bk.sections_for_lines([head, *lines])
-        if open_alerts:
+        if open_count:
             blocks.append(_buttons(outage.id))
         return blocks
-    still = _failing([a for a in alerts if a.status != RESOLVED])
-    recovered = sorted({a.integration_name for a in alerts} - still)
     took = format_duration(outage.ended_at - outage.started_at)
     ended = f"{outage.ended_at:%H:%M} UTC"
     lines = [f":white_check_mark: *{escape(name)} recovered* at {ended}, after {took}."]
     if recovered:
         lines.append("*Recovered:* " + ", ".join(f"`{escape(i)}`" for i in recovered))
-    if still:
+    if failing:
         lines.append(
             "*Still failing, now posted on their own:* "
-            + ", ".join(f"`{escape(i)}`" for i in sorted(still))
+            + ", ".join(f"`{escape(i)}`" for i in failing)
         )
     return bk.sections_for_lines(lines)
+
+
+def _integrations_under(session: Session, outage_id: int) -> tuple[list[str], list[str]]:
+    """The integrations with alerts under the outage: (those with one still open, those
+    with all resolved), each sorted."""
+    still_open = func.max(case((Alert.status != RESOLVED, 1), else_=0))
+    rows = session.execute(
+        select(Alert.integration_name, still_open)
+        .where(Alert.outage_id == outage_id)
+        .group_by(Alert.integration_name)
+        .order_by(Alert.integration_name)
+    ).all()
+    return [n for n, o in rows if o], [n for n, o in rows if not o]
+
+
+def _open_count(session: Session, outage_id: int) -> int:
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(Alert)
+            .where(Alert.outage_id == outage_id, Alert.status != RESOLVED)
+        )
+        or 0
+    )
+
+
+def _first_open(session: Session, outage_id: int) -> Sequence[Alert]:
+    return session.scalars(
+        select(Alert)
+        .where(Alert.outage_id == outage_id, Alert.status != RESOLVED)
+        .order_by(Alert.integration_name, Alert.id)
+        .limit(LISTED)
+    ).all()
 
 
 def refresh(session: Session, outage_id: int, now: datetime) -> int:
     """Post or edit the outage's messages to show it as it is now; how many writes."""
     outage = locked(session, outage_id)
+    outage.stale = False
     system = session.get_one(System, outage.system_id)
     audience: dict[str, list[Integration]] = {}
     for integ in touching(session, system.id):
@@ -182,10 +215,6 @@ def _buttons(outage_id: int) -> bk.Block:
             button("Resolve all", RESOLVE_ALL_ACTION, "primary"),
         ],
     }
-
-
-def _failing(alerts: Sequence[Alert]) -> set[str]:
-    return {a.integration_name for a in alerts}
 
 
 def _system_name(session: Session, system_id: str) -> str:

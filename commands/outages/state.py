@@ -67,6 +67,16 @@ def open_outage(
     return outage, inserted is not None
 
 
+def mark_stale(session: Session, outage_id: int) -> None:
+    """Its messages are to be edited on the next tick (only the first such mark writes)."""
+    session.execute(
+        update(SystemOutage)
+        .where(SystemOutage.id == outage_id, SystemOutage.stale.is_(False))
+        .values(stale=True)
+        .execution_options(synchronize_session=False)
+    )
+
+
 def locked(session: Session, outage_id: int) -> SystemOutage:
     """The outage, its row locked until commit on PostgreSQL: its messages are edited in
     the order the edits are queued (outbox.queue_edit), so one transaction at a time."""

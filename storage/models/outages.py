@@ -35,6 +35,10 @@ class SystemOutage(Base):
     reason: Mapped[str] = mapped_column(Text)
     # The vendor's incident that opened it; its messages are the outage's messages.
     notice_id: Mapped[int | None] = mapped_column(ForeignKey("vendor_notices.id"))
+    # Its messages no longer show its alerts as they are: the tick edits them. An alert
+    # folded under it only sets this, since a storm folds thousands and each edit of every
+    # channel's message costs more than the alert itself.
+    stale: Mapped[bool] = mapped_column(default=False)
 
 
 class SystemOutagePost(Base):

@@ -158,6 +158,9 @@ def bots(tmp_path: Path, fake: FakeSlack, database_url: str, catalog: Path) -> I
         "INTEG_CATALOG": str(catalog),
         "INTEG_WEBHOOK_TOKEN": WEBHOOK_TOKEN,
         "INTEG_TICK_SECONDS": "1",
+        # Every alert is to be posted on its own: the catalog's integrations share systems,
+        # and this many failing at once would otherwise be taken for one system's outage.
+        "INTEG_OUTAGE_INTEGRATIONS": "0",
         "LOG_LEVEL": "WARNING",
     }
     started = Bots(tmp_path, env)

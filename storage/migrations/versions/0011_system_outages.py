@@ -27,6 +27,7 @@ def upgrade() -> None:
         sa.Column("cause", sa.String(length=20), nullable=False),
         sa.Column("reason", sa.Text(), nullable=False),
         sa.Column("notice_id", sa.Integer(), nullable=True),
+        sa.Column("stale", sa.Boolean(), nullable=False, server_default=sa.false()),
         sa.ForeignKeyConstraint(
             ["notice_id"],
             ["vendor_notices.id"],
