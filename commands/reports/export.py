@@ -27,6 +27,9 @@ HEADER = (
     "vendor_failing_seconds",
     "vendor_share",
     "root_causes",
+    "heartbeat_runs_reported",
+    "heartbeat_runs_alerted",
+    "probe_availability",
 )
 
 
@@ -63,6 +66,9 @@ def _row(kind: str, f: Figures, period: Period) -> list[str]:
         _seconds(f.vendor_failing),
         f"{f.vendor_share:.6f}" if f.vendor_share is not None else "",
         text_cell(causes),
+        "" if f.runs_reported is None else str(f.runs_reported),
+        "" if f.runs_reported is None else str(f.runs_alerted),
+        "" if f.probe_availability is None else f"{f.probe_availability:.6f}",
     ]
 
 

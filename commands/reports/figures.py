@@ -11,7 +11,10 @@ Each time an alert starts firing (opened, or firing again after it was resolved)
   **availability** that leaves;
 - **vendor share**: the part of the time failing during which a status page of one of its
   systems showed an incident;
-- **root causes**: the causes recorded on its alerts resolved in the period.
+- **root causes**: the causes recorded on its alerts resolved in the period;
+- **heartbeat runs**: the success pings received in the period (as far back as pings are
+  kept), and the heartbeat alerts opened in it: a run missed, late or failed;
+- **probe availability**: the part of the period its probe's alert was not open.
 
 A system's figures are those of every integration touching it, time failing counted once.
 Everything is read in three statements and added up here, so a year of a large catalog's
@@ -32,9 +35,13 @@ from commands.reports.intervals import Span, clip, overlap, total, union
 from commands.reports.periods import Period
 from storage.models import (
     Alert,
+    AlertSource,
     AlertStatus,
     AlertTransition,
+    Heartbeat,
+    HeartbeatPing,
     Integration,
+    Probe,
     System,
     VendorNotice,
 )
@@ -42,11 +49,14 @@ from storage.models import (
 FIRING = AlertStatus.FIRING.value
 ACKNOWLEDGED = AlertStatus.ACKNOWLEDGED.value
 RESOLVED = AlertStatus.RESOLVED.value
+HEARTBEAT = AlertSource.HEARTBEAT.value
+PROBE = AlertSource.PROBE.value
 
 
 @dataclass
 class Episode:
     start: datetime
+    source: str = ""  # the alert's source: a hook's, or "heartbeat", "probe"
     acknowledged: datetime | None = None
     end: datetime | None = None
 
@@ -65,6 +75,12 @@ class Figures:
     failing: timedelta = field(default_factory=timedelta)
     vendor_failing: timedelta = field(default_factory=timedelta)
     root_causes: Counter[str] = field(default_factory=Counter)
+    # Heartbeat runs: success pings received in the period (as far back as pings are
+    # kept), and heartbeat alerts opened (a run missed, late or failed). None: no heartbeat.
+    runs_reported: int | None = None
+    runs_alerted: int = 0
+    # How long its probe's alert was open in the period; None: it has no probe.
+    probe_failing: timedelta | None = None
 
     @property
     def mtta(self) -> timedelta | None:
@@ -78,6 +94,13 @@ class Figures:
     def availability(self) -> float:
         length = self.period.length.total_seconds()
         return 1.0 - self.failing.total_seconds() / length if length > 0 else 1.0
+
+    @property
+    def probe_availability(self) -> float | None:
+        length = self.period.length.total_seconds()
+        if self.probe_failing is None or length <= 0:
+            return None
+        return 1.0 - self.probe_failing.total_seconds() / length
 
     @property
     def vendor_share(self) -> float | None:
@@ -98,6 +121,7 @@ def compute(session: Session, period: Period) -> Report:
     episodes = _episodes(session, period)
     causes = _root_causes(session, period)
     incidents = _incidents(session, period)
+    monitors = _monitors(session, period)
     integrations: dict[str, Figures] = {}
     failing_of: dict[str, list[Span]] = {}
     for ident, (source, target) in members.items():
@@ -106,6 +130,7 @@ def compute(session: Session, period: Period) -> Report:
         figures.root_causes.update(causes.get(ident, {}))
         vendor = union(incidents.get(source, []) + incidents.get(target, []))
         figures.vendor_failing = overlap(failing_of[ident], vendor)
+        _add_monitors(figures, episodes.get(ident, []), monitors.get(ident), period)
         integrations[ident] = figures
     systems: dict[str, Figures] = {}
     # Every live system, those no integration touches too (their figures are all zero).
@@ -154,6 +179,48 @@ def _add(figures: Figures, episodes: Iterable[Episode], period: Period) -> list[
     return failing
 
 
+@dataclass(frozen=True)
+class _Monitors:
+    heartbeat: bool
+    probe: bool
+    pings: int
+
+
+def _add_monitors(
+    figures: Figures, episodes: list[Episode], monitors: _Monitors | None, period: Period
+) -> None:
+    by_source = [e for e in episodes if e.source == HEARTBEAT]
+    probe = [e for e in episodes if e.source == PROBE]
+    if (monitors is not None and monitors.heartbeat) or by_source:
+        figures.runs_reported = monitors.pings if monitors is not None else 0
+        figures.runs_alerted = sum(1 for e in by_source if period.start <= e.start < period.end)
+    if (monitors is not None and monitors.probe) or probe:
+        spans = union((e.start, e.end or period.end) for e in probe)
+        figures.probe_failing = total(clip(spans, period.start, period.end))
+
+
+def _monitors(session: Session, period: Period) -> dict[str, _Monitors]:
+    """Which integrations have a heartbeat and a probe, and their success pings in the
+    period."""
+    beats = set(session.scalars(select(Heartbeat.integration_id)))
+    probes = set(session.scalars(select(Probe.integration_id)))
+    pings = dict(
+        session.execute(
+            select(HeartbeatPing.integration_id, func.count())
+            .where(
+                HeartbeatPing.kind == "success",
+                HeartbeatPing.at >= period.start,
+                HeartbeatPing.at < period.end,
+            )
+            .group_by(HeartbeatPing.integration_id)
+        ).all()
+    )
+    return {
+        ident: _Monitors(ident in beats, ident in probes, int(pings.get(ident, 0)))
+        for ident in beats | probes | set(pings)
+    }
+
+
 def _integrations(session: Session) -> dict[str, tuple[str, str]]:
     rows = session.execute(
         select(Integration.id, Integration.source_id, Integration.target_id).where(
@@ -168,7 +235,7 @@ def _episodes(session: Session, period: Period) -> dict[str, list[Episode]]:
     resolved since it began, from their transitions before its end."""
     t, a = AlertTransition, Alert
     rows = session.execute(
-        select(a.integration_id, t.alert_id, t.from_status, t.to_status, t.at)
+        select(a.integration_id, t.alert_id, t.from_status, t.to_status, t.at, a.source)
         .join(a, a.id == t.alert_id)
         .where(
             t.at < period.end,
@@ -181,7 +248,7 @@ def _episodes(session: Session, period: Period) -> dict[str, list[Episode]]:
     current: Episode | None = None
     alert: int | None = None
     owner = ""
-    for integration_id, alert_id, from_status, to_status, at in rows:
+    for integration_id, alert_id, from_status, to_status, at, source in rows:
         if alert_id != alert:
             if current is not None:
                 found[owner].append(current)
@@ -190,7 +257,7 @@ def _episodes(session: Session, period: Period) -> dict[str, list[Episode]]:
             if current is not None:  # a history with a resolve missing: close it here
                 current.end = at
                 found[owner].append(current)
-            current = Episode(at)
+            current = Episode(at, source)
         elif current is None:
             continue
         elif to_status == ACKNOWLEDGED and current.acknowledged is None:

@@ -119,6 +119,13 @@ def figure_lines(figures: Figures) -> list[str]:
             f"*Vendor share:* {figures.vendor_share:.0%} of the time failing was during an "
             "incident on a vendor's status page"
         )
+    if figures.runs_reported is not None:
+        lines.append(
+            f"*Heartbeat:* {figures.runs_reported} run(s) reported, "
+            f"{figures.runs_alerted} missed, late or failed"
+        )
+    if figures.probe_availability is not None:
+        lines.append(f"*Probe:* available {figures.probe_availability:.2%}")
     if figures.root_causes:
         causes = ", ".join(
             f"{escape(cause)} {count}" for cause, count in figures.root_causes.most_common()

@@ -14,7 +14,7 @@ def at(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
-def history(session, integration: str, key: str, steps, root_cause=None) -> None:
+def history(session, integration: str, key: str, steps, root_cause=None, source="generic") -> None:
     """An alert and its transitions: steps are (time, from, to)."""
     last_to = steps[-1][2]
     resolves = [when for when, _, to in steps if to == "resolved"]
@@ -28,6 +28,7 @@ def history(session, integration: str, key: str, steps, root_cause=None) -> None
         last_seen_at=at(steps[-1][0]),
         resolved_at=at(resolves[-1]) if last_to == "resolved" else None,
         root_cause=root_cause,
+        source=source,
     )
     session.add(alert)
     session.flush()

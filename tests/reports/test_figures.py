@@ -14,6 +14,8 @@ from commands.reports.export import write_report_csv
 from commands.reports.figures import compute
 from commands.reports.periods import PeriodInvalid, last_month, parse_period
 from storage.db import transaction
+from storage.models import HeartbeatPing
+from tests.helpers.runtime import make_settings
 from tests.reports.history import NOW, PERIOD, at, history
 
 
@@ -164,3 +166,57 @@ def test_the_last_30_days_figures_are_prometheus_gauges_refreshed_every_ten_minu
     clock.now += timedelta(minutes=6)
     refresh()
     assert scraped("opened", kind="integration", id="grades") == 1
+
+
+def ping(integration: str, when: str, kind: str) -> HeartbeatPing:
+    return HeartbeatPing(integration_id=integration, at=at(when), kind=kind, method="GET")
+
+
+def test_heartbeat_runs_and_probe_availability_come_from_pings_and_monitor_alerts(
+    database_url, make_runtime, clock
+):
+    clock.now = NOW
+    runtime = make_runtime(make_settings(database_url))
+    with transaction(runtime.deps.sessions) as s:
+        # hr-feed's heartbeat: three runs reported in November, one in October; one night
+        # missed (02:00-05:00 on the 15th). Its probe failed for half an hour on the 16th.
+        for when in (
+            "2026-10-30T11:30",
+            "2026-11-02T11:30",
+            "2026-11-03T11:31",
+            "2026-11-04T11:29",
+        ):
+            s.add(
+                HeartbeatPing(integration_id="hr-feed", at=at(when), kind="success", method="GET")
+            )
+        s.add(
+            HeartbeatPing(
+                integration_id="hr-feed", at=at("2026-11-05T11:00"), kind="start", method="GET"
+            )
+        )
+        history(
+            s,
+            "hr-feed",
+            "heartbeat",
+            [("2026-11-15T02:00", None, "firing"), ("2026-11-15T05:00", "firing", "resolved")],
+            source="heartbeat",
+        )
+        history(
+            s,
+            "hr-feed",
+            "probe",
+            [("2026-11-16T10:00", None, "firing"), ("2026-11-16T10:30", "firing", "resolved")],
+            source="probe",
+        )
+    with runtime.deps.sessions() as s:
+        hr = compute(s, PERIOD).integrations["hr-feed"]
+        crm = compute(s, PERIOD).integrations["crm"]
+    assert (hr.runs_reported, hr.runs_alerted) == (3, 1)
+    assert hr.probe_availability == pytest.approx(1 - 0.5 / 720)
+    assert hr.failing == timedelta(hours=3, minutes=30)
+    # crm has a heartbeat in the example catalog and no pings: none reported, none alerted.
+    assert (crm.runs_reported, crm.runs_alerted, crm.probe_availability) == (0, 0, None)
+    shown = answer(runtime.deps, "report hr-feed month", "U0ASKER01", None)
+    text = str(shown.blocks)
+    assert "*Heartbeat:* 3 run(s) reported, 1 missed, late or failed" in text
+    assert "*Probe:* available 99.93%" in text
