@@ -106,6 +106,9 @@ class SystemSpec(_Strict):
     support: Support | None = None
     status_page: str | None = Field(default=None, pattern=r"^https?://")
     test_instance: str | None = None
+    # Where the system's outages are told (commands/outages): one message here rather than
+    # one in each channel of the integrations touching it.
+    channel: str | None = Field(default=None, pattern=r"^[CG][A-Z0-9]{2,}$")
 
 
 class FieldMapping(_Strict):

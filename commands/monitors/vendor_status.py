@@ -27,6 +27,7 @@ from commands.monitors.statuspage import PageNotice, Summary
 from commands.monitors.vendor_messages import GONE_STATUS, render_notice
 from commands.outages.detect import on_incident, on_incident_over
 from commands.outages.messages import outage_blocks
+from commands.outages.state import channels_for
 from commands.outbox import queue as outbox
 from storage import leases, queries
 from storage.db import insert_for
@@ -177,7 +178,7 @@ def apply_summary(
     system = queries.system(session, claim.system_id)
     if system is None:
         return 0
-    audience = _audience(queries.integrations_touching(session, system.id))
+    channels = channels_for(session, system)
     listed = {n.notice_id: n for n in summary.notices}
     known = {
         n.notice_id: n
@@ -199,7 +200,7 @@ def apply_summary(
         else:
             changed = _refresh(notice, page_notice, now)
         _outage_of(session, notice, now)
-        queued += _publish(session, system, notice, audience, changed=changed, now=now)
+        queued += _publish(session, system, notice, channels, changed=changed, now=now)
     for notice in known.values():
         if notice.notice_id in listed or notice.resolved_at is not None:
             continue
@@ -207,7 +208,7 @@ def apply_summary(
         notice.resolved_at = now
         notice.detail = {**notice.detail, "gone": True}
         _outage_of(session, notice, now)
-        queued += _publish(session, system, notice, audience, changed=True, now=now)
+        queued += _publish(session, system, notice, channels, changed=True, now=now)
     return queued
 
 
@@ -266,14 +267,6 @@ def _refresh(notice: VendorNotice, page: PageNotice, now: datetime) -> bool:
     notice.detail = page.detail
     notice.resolved_at = resolved_at
     return True
-
-
-def _audience(integrations: Sequence[Integration]) -> dict[str, list[Integration]]:
-    """The integrations touching a system, by the channel their messages go to."""
-    by_channel: dict[str, list[Integration]] = {}
-    for integ in integrations:
-        by_channel.setdefault(integ.channel, []).append(integ)
-    return by_channel
 
 
 def _publish(

@@ -18,7 +18,7 @@ from commands.core.render import blocks as bk
 from commands.core.render.mrkdwn import escape, truncate
 from commands.core.replies import Reply
 from commands.monitors.vendor_messages import render_notice
-from commands.outages.state import RESOLVED, locked, touching
+from commands.outages.state import RESOLVED, channels_for, locked
 from commands.outbox import queue as outbox
 from storage.models import (
     Alert,
@@ -112,12 +112,10 @@ def refresh(session: Session, outage_id: int, now: datetime) -> int:
     outage = locked(session, outage_id)
     outage.stale = False
     system = session.get_one(System, outage.system_id)
-    audience: dict[str, list[Integration]] = {}
-    for integ in touching(session, system.id):
-        audience.setdefault(integ.channel, []).append(integ)
+    channels = channels_for(session, system)
     extra = outage_blocks(session, outage)
     if outage.notice_id is not None:
-        return _refresh_notice(session, system, outage.notice_id, audience, extra, now)
+        return _refresh_notice(session, system, outage.notice_id, channels, extra, now)
     posts = {
         p.channel: p
         for p in session.scalars(
@@ -125,8 +123,8 @@ def refresh(session: Session, outage_id: int, now: datetime) -> int:
         )
     }
     queued = 0
-    for channel in sorted(set(audience) | set(posts)):
-        reply = render_outage(system, outage, audience.get(channel, []), extra)
+    for channel in sorted(set(channels) | set(posts)):
+        reply = render_outage(system, outage, channels.get(channel, []), extra)
         post = posts.get(channel)
         if post is None:
             if outage.ended_at is not None:

@@ -16,10 +16,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import exists, or_, select, update
 from sqlalchemy.orm import Session
 
+from commands.catalog.views import system_spec
 from commands.outbox import queue as outbox
 from storage import queries
 from storage.db import insert_for
-from storage.models import Alert, AlertStatus, Integration, SystemOutage
+from storage.models import Alert, AlertStatus, Integration, System, SystemOutage
 
 RESOLVED = AlertStatus.RESOLVED.value
 VENDOR = "vendor"
@@ -108,6 +109,20 @@ def failing_together(
         )
     )
     return sorted(str(i) for i in rows)
+
+
+def channels_for(session: Session, system: System) -> dict[str, list[Integration]]:
+    """Where the system's outage and incident messages go, with the integrations touching
+    it that each names: the system's own channel when the catalog gives one, else the
+    channel of each integration touching it."""
+    integrations = touching(session, system.id)
+    own = system_spec(system).channel
+    if own:
+        return {own: list(integrations)}
+    by_channel: dict[str, list[Integration]] = {}
+    for integ in integrations:
+        by_channel.setdefault(integ.channel, []).append(integ)
+    return by_channel
 
 
 def touching(session: Session, system_id: str) -> Sequence[Integration]:

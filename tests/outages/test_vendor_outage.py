@@ -237,3 +237,35 @@ def test_acknowledge_all_and_resolve_all_act_on_each_alert_as_its_own_button_wou
         assert causes["hr-feed"] == "vendor"
     finally:
         stop_server(server)
+
+
+def test_a_system_with_its_own_channel_is_told_about_there_only(
+    database_url, fake_slack, make_runtime, make_poller, catalog, site, clock
+):
+    data = yaml.safe_load(catalog.read_text())
+    [workday] = [s for s in data["systems"] if s["id"] == "workday"]
+    workday["channel"] = "C0WORKDAY1"
+    catalog.write_text(yaml.safe_dump(data, sort_keys=False))
+    runtime = make_runtime(
+        make_settings(
+            database_url,
+            catalog=catalog,
+            SLACK_BOT_TOKEN=BOT_TOKEN,
+            SLACK_SIGNING_SECRET=SIGNING_SECRET,
+            SLACK_API_URL=fake_slack.url,
+            INTEG_OUTAGE_INTEGRATIONS="3",
+        )
+    )
+    site.answer("workday", "summary_incident_investigating.json")
+    make_poller(on=runtime).run_due()
+    for ident in ("hr-feed", "ar-journal"):
+        hook(runtime, ident)
+    runtime.tick()
+    deliver(runtime, clock)
+    [message] = [c for c in posts(fake_slack) if "thread_ts" not in c.args]
+    assert message.args["channel"] == "C0WORKDAY1"
+    # It names every integration touching Workday, wherever their own channel is.
+    for ident in WORKDAY_INTEGRATIONS:
+        assert ident in shown(message)
+    [edited] = {c.args["channel"] for c in updates(fake_slack)}
+    assert edited == "C0WORKDAY1"
