@@ -17,14 +17,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Insert, bindparam, func, insert, select, update
+from sqlalchemy import JSON, Insert, bindparam, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from commands.alerts.payloads import NO_SUMMARY, AlertEvent
 from commands.alerts.refires import show_refire
-from commands.alerts.repeats import AlertKey, fold_repeats
+from commands.alerts.repeats import AlertKey, fold_repeats, repeated_values
 from commands.alerts.transitions import (
     ACKNOWLEDGED,
     FIRING,
@@ -95,22 +95,7 @@ _NAME_AND_KEY = (
 _REPEAT_OPEN = (
     update(_alerts)
     .where(*_NAME_AND_KEY, _alerts.c.status != RESOLVED)
-    .values(
-        count=_alerts.c.count + 1,
-        last_seen_at=_NOW,
-        severity=bindparam("p_severity"),
-        # None keeps what the alert has: the same rules as _refresh.
-        summary=func.coalesce(
-            bindparam("p_summary", type_=_alerts.c.summary.type), _alerts.c.summary
-        ),
-        details=func.coalesce(
-            bindparam("p_details", type_=_alerts.c.details.type), _alerts.c.details
-        ),
-        url=func.coalesce(bindparam("p_url", type_=_alerts.c.url.type), _alerts.c.url),
-        labels=func.coalesce(
-            bindparam("p_labels", type_=JSON(none_as_null=True)), _alerts.c.labels
-        ),
-    )
+    .values(repeated_values(1))
     .returning(_alerts.c.id, _alerts.c.channel)
 )
 

@@ -47,25 +47,33 @@ _OPEN_AMONG = (
     .order_by(_alerts.c.id)
     .with_for_update()
 )
+
+
+def repeated_values(count: Any) -> dict[str, Any]:
+    """What a repeat sets on its open alert, from the parameters p_now, p_severity,
+    p_summary, p_details, p_url and p_labels: `count` added, the rest the event's, where
+    None keeps what the alert has (the same rules as ingest._refresh)."""
+    return {
+        "count": _alerts.c.count + count,
+        "last_seen_at": bindparam("p_now", type_=_alerts.c.last_seen_at.type),
+        "severity": bindparam("p_severity"),
+        "summary": func.coalesce(
+            bindparam("p_summary", type_=_alerts.c.summary.type), _alerts.c.summary
+        ),
+        "details": func.coalesce(
+            bindparam("p_details", type_=_alerts.c.details.type), _alerts.c.details
+        ),
+        "url": func.coalesce(bindparam("p_url", type_=_alerts.c.url.type), _alerts.c.url),
+        "labels": func.coalesce(
+            bindparam("p_labels", type_=JSON(none_as_null=True)), _alerts.c.labels
+        ),
+    }
+
+
 _REPEAT_BY_ID = (
     update(_alerts)
     .where(_alerts.c.id == bindparam("p_id"))
-    .values(
-        count=_alerts.c.count + bindparam("p_count"),
-        last_seen_at=bindparam("p_now", type_=_alerts.c.last_seen_at.type),
-        severity=bindparam("p_severity"),
-        # None keeps what the alert has, as for a single repeat (ingest._REPEAT_OPEN).
-        summary=func.coalesce(
-            bindparam("p_summary", type_=_alerts.c.summary.type), _alerts.c.summary
-        ),
-        details=func.coalesce(
-            bindparam("p_details", type_=_alerts.c.details.type), _alerts.c.details
-        ),
-        url=func.coalesce(bindparam("p_url", type_=_alerts.c.url.type), _alerts.c.url),
-        labels=func.coalesce(
-            bindparam("p_labels", type_=JSON(none_as_null=True)), _alerts.c.labels
-        ),
-    )
+    .values(repeated_values(bindparam("p_count")))
 )
 
 

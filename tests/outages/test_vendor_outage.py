@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -50,7 +51,11 @@ def catalog(tmp_path: Path, site) -> Path:
 
 @pytest.fixture
 def runtime(database_url, fake_slack, make_runtime, catalog) -> Runtime:
-    settings = make_settings(
+    return make_runtime(outage_settings(database_url, catalog, fake_slack))
+
+
+def outage_settings(database_url: str, catalog: Path, fake_slack) -> Any:
+    return make_settings(
         database_url,
         catalog=catalog,
         SLACK_BOT_TOKEN=BOT_TOKEN,
@@ -59,7 +64,6 @@ def runtime(database_url, fake_slack, make_runtime, catalog) -> Runtime:
         INTEG_STATUS_POLL_SECONDS=str(POLL_SECONDS),
         INTEG_OUTAGE_INTEGRATIONS="3",  # the default, which tests turn off
     )
-    return make_runtime(settings)
 
 
 WORKDAY_INTEGRATIONS = sorted(
@@ -185,14 +189,7 @@ def test_failures_of_three_integrations_of_one_system_within_minutes_open_an_out
 def test_an_outage_is_opened_once_by_two_processes(
     database_url, fake_slack, make_runtime, catalog, clock
 ):
-    settings = make_settings(
-        database_url,
-        catalog=catalog,
-        SLACK_BOT_TOKEN=BOT_TOKEN,
-        SLACK_SIGNING_SECRET=SIGNING_SECRET,
-        SLACK_API_URL=fake_slack.url,
-        INTEG_OUTAGE_INTEGRATIONS="3",
-    )
+    settings = outage_settings(database_url, catalog, fake_slack)
     first, second = make_runtime(settings), make_runtime(settings)
     for n, ident in enumerate(WORKDAY_INTEGRATIONS):
         hook(first if n % 2 else second, ident)
@@ -246,16 +243,7 @@ def test_a_system_with_its_own_channel_is_told_about_there_only(
     [workday] = [s for s in data["systems"] if s["id"] == "workday"]
     workday["channel"] = "C0WORKDAY1"
     catalog.write_text(yaml.safe_dump(data, sort_keys=False))
-    runtime = make_runtime(
-        make_settings(
-            database_url,
-            catalog=catalog,
-            SLACK_BOT_TOKEN=BOT_TOKEN,
-            SLACK_SIGNING_SECRET=SIGNING_SECRET,
-            SLACK_API_URL=fake_slack.url,
-            INTEG_OUTAGE_INTEGRATIONS="3",
-        )
-    )
+    runtime = make_runtime(outage_settings(database_url, catalog, fake_slack))
     site.answer("workday", "summary_incident_investigating.json")
     make_poller(on=runtime).run_due()
     for ident in ("hr-feed", "ar-journal"):
