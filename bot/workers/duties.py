@@ -31,6 +31,7 @@ from bot.workers.database_health import DatabaseHealth
 from bot.workers.retention import Retention
 from commands.alerts.schedule import due_escalations, escalate, post_after_silence
 from commands.core import slack_events
+from commands.maintenance.windows import open_catalog_windows, tell_ended, vendor_windows
 from commands.monitors.heartbeats import raise_missed
 from commands.outages.detect import (
     Threshold,
@@ -152,6 +153,9 @@ def tick_duties(deps: Deps, watcher: CatalogWatcher) -> list[Duty]:
 
     duties = [
         Duty("catalog", catalog),
+        # Before the heartbeats and the silences: a window opening now holds back what this
+        # tick would raise, and one that ended lets out what it held.
+        Duty("maintenance", in_transaction(_maintenance)),
         Duty("missed_heartbeats", missed_heartbeats),
         Duty("escalations", escalations),
         Duty("outages", in_transaction(_outages, outage_threshold(deps.settings))),
@@ -175,6 +179,13 @@ def tick_duties(deps: Deps, watcher: CatalogWatcher) -> list[Duty]:
         )
         duties.append(Duty("monthly_report", _monthly_report(deps, settings.integ_digest_channel)))
     return duties
+
+
+def _maintenance(session: Session, now: datetime) -> int:
+    """Maintenance windows opening and ending (commands/maintenance)."""
+    return (
+        open_catalog_windows(session, now) + vendor_windows(session, now) + tell_ended(session, now)
+    )
 
 
 def _outages(session: Session, now: datetime, threshold: Threshold) -> int:

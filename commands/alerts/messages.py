@@ -105,8 +105,9 @@ def render_alert(
     if integ is not None and not resolved:
         lines.append(f"Owner: {mention(integ.owner)}")
     if silence is not None and not resolved:
+        held = ":wrench: In maintenance" if silence.kind == "maintenance" else ":no_bell: Silenced"
         lines.append(
-            f":no_bell: Silenced until {silence.ends_at.strftime('%Y-%m-%d %H:%M UTC')}"
+            f"{held} until {silence.ends_at.strftime('%Y-%m-%d %H:%M UTC')}"
             + (f": {escape(silence.reason)}" if silence.reason else "")
         )
     if recurrences >= 3:

@@ -150,6 +150,8 @@ def _end_active(session: Session, integration_id: str, now: datetime) -> bool:
             Silence.integration_id == integration_id,
             Silence.starts_at <= now,
             Silence.ends_at > now,
+            # A maintenance window is ended by `/integ maintenance end`, not by a silence.
+            Silence.kind == "silence",
         )
         .values(ends_at=now)
         .execution_options(synchronize_session=False)

@@ -31,6 +31,7 @@ VERBS: list[tuple[str, str]] = [
     ("resolve <alert id> <cause>", "resolve an alert with its root cause"),
     ("silence <integration> <duration> [reason]", "hold alerts back for a while"),
     ("unsilence <integration>", "end its silence now"),
+    ("maintenance [<integration|system> <duration> [reason] | end <…>]", "planned work"),
     ("log <integration> [category] <text>", "log a change"),
     ("changes [integration] [Nd]", "changes logged"),
     ("reviews", "reviews due and overdue"),

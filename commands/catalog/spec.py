@@ -92,6 +92,40 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
 
+class WindowSpec(_Strict):
+    """A maintenance window: every cron occurrence for a while, or once, from a local time
+    until another (commands/maintenance)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    every: Cron | None = None
+    length: Duration | None = Field(default=None, alias="for")
+    start: datetime | None = Field(default=None, alias="from")
+    until: datetime | None = None
+    reason: str | None = Field(default=None, max_length=300)
+    # In the integration's time zone when not given; a system's windows in UTC.
+    timezone: str | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> WindowSpec:
+        repeating = self.every is not None or self.length is not None
+        once = self.start is not None or self.until is not None
+        if repeating == once:
+            raise ValueError("give every and for, or from and until")
+        if repeating and (self.every is None or self.length is None):
+            raise ValueError("a repeating window needs both every and for")
+        if once and (self.start is None or self.until is None):
+            raise ValueError("a one-off window needs both from and until")
+        if self.start is not None and self.until is not None and self.until <= self.start:
+            raise ValueError("until must come after from")
+        if self.timezone is not None:
+            try:
+                zoneinfo.ZoneInfo(self.timezone)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"{self.timezone!r} is not an IANA time zone") from None
+        return self
+
+
 class Support(_Strict):
     url: str | None = None
     email: str | None = None
@@ -106,6 +140,7 @@ class SystemSpec(_Strict):
     support: Support | None = None
     status_page: str | None = Field(default=None, pattern=r"^https?://")
     test_instance: str | None = None
+    maintenance: list[WindowSpec] = Field(default_factory=list)
     # Where the system's outages are told (commands/outages): one message here rather than
     # one in each channel of the integrations touching it.
     channel: str | None = Field(default=None, pattern=r"^[CG][A-Z0-9]{2,}$")
@@ -177,6 +212,7 @@ class IntegrationSpec(_Strict):
     review: ReviewSpec = Field(default_factory=ReviewSpec)
     heartbeat: HeartbeatSpec | None = None
     probe: ProbeSpec | None = None
+    maintenance: list[WindowSpec] = Field(default_factory=list)
 
     @field_validator("schedule")
     @classmethod

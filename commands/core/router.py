@@ -16,6 +16,7 @@ from commands.core.matching import Candidate, find
 from commands.core.render import blocks as bk
 from commands.core.render.mrkdwn import escape, typed_words
 from commands.core.replies import Invocation, Reply
+from commands.maintenance import replies as maintenance_replies
 from commands.monitors import heartbeat_reply
 from commands.permissions import replies as audit_reply
 from commands.permissions.check import permit
@@ -57,6 +58,7 @@ HANDLERS: dict[str, Handler] = {
     "unsilence": alert_replies.unsilence_reply,
     "heartbeat": heartbeat_reply.heartbeat_reply,
     "report": report_replies.report_reply,
+    "maintenance": maintenance_replies.maintenance_reply,
     "reviews": reviews.reviews_reply,
     "review": reviews.review_reply,
     "impact": impact.impact_reply,
@@ -110,7 +112,7 @@ def _raw_args(text: str) -> str:
 
 def _first_word_or_all(verb: str, args: str) -> str:
     # Names are single words; `list` takes free text to filter on.
-    if verb in ("list", "resolve", "silence", "changes", "report"):
+    if verb in ("list", "resolve", "silence", "changes", "report", "maintenance"):
         return args
     return args.split()[0] if args else ""
 

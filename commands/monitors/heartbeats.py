@@ -39,6 +39,7 @@ from storage.models import (
     HeartbeatPing,
     HeartbeatStatus,
     Integration,
+    Silence,
 )
 from storage.types import storable
 
@@ -299,6 +300,22 @@ def raise_missed(
     return raised
 
 
+def _after_maintenance(
+    session: Session, integration_id: str, due_at: datetime, judged: datetime, grace: timedelta
+) -> datetime:
+    """A deadline that fell inside a maintenance window of the integration (or of one of its
+    systems) is judged at the window's end plus the grace: the job may not run meanwhile."""
+    ends = session.scalars(
+        select(Silence.ends_at).where(
+            Silence.integration_id == integration_id,
+            Silence.kind == "maintenance",
+            Silence.starts_at <= due_at,
+            Silence.ends_at > due_at,
+        )
+    ).all()
+    return max([judged, *(end + grace for end in ends)])
+
+
 def judged_at(due_at: datetime, grace: timedelta, outages: Sequence[Outage]) -> datetime | None:
     """When a deadline may be judged missed: its own time or, when it fell after an outage of
     the database began, no sooner than the end of the outage plus the grace; None while that
@@ -320,6 +337,8 @@ def _raised(
         return False  # the catalog dropped it; the sync removes the row
     assert row.due_at is not None
     judged = judged_at(row.due_at, schedule.grace, outages)
+    if judged is not None:
+        judged = _after_maintenance(session, row.integration_id, row.due_at, judged, schedule.grace)
     if judged is None or judged > now:
         return False  # pings may have been refused: their retries get the grace
     summary = _missed_summary(row, schedule)

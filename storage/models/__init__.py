@@ -15,6 +15,7 @@ from storage.models.audit import AuditEntry
 from storage.models.base import NAMING, Base
 from storage.models.catalog import CatalogLoad, CatalogSetting, Integration, System
 from storage.models.changes import Change, ChangeCategory, ChangeSource
+from storage.models.maintenance import MaintenanceWindow
 from storage.models.monitors import (
     Heartbeat,
     HeartbeatPing,
@@ -57,6 +58,7 @@ __all__ = [
     "HeartbeatPing",
     "HeartbeatStatus",
     "Integration",
+    "MaintenanceWindow",
     "MonthlyReport",
     "NoticeKind",
     "OutboxAttempt",

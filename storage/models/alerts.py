@@ -113,6 +113,10 @@ class Silence(Base):
     ends_at: Mapped[datetime]
     reason: Mapped[str | None] = mapped_column(Text)
     created_by: Mapped[str | None] = mapped_column(String(64))
+    # "silence" (`/integ silence`), or "maintenance": the window `window_id` holds its alerts
+    # back. `/integ silence` and `unsilence` replace and end silences only.
+    kind: Mapped[str] = mapped_column(String(12), default="silence", server_default="silence")
+    window_id: Mapped[int | None] = mapped_column(ForeignKey("maintenance_windows.id"))
 
 
 class ReceivedEvent(Base):

@@ -29,6 +29,7 @@ def test_every_duty_of_a_tick_is_named_and_runs(database_url, make_runtime):
     names = [duty.name for duty in runtime.duties]
     assert names == [
         "catalog",
+        "maintenance",
         "missed_heartbeats",
         "escalations",
         "outages",

@@ -1,0 +1,1 @@
+"""Maintenance windows: planned work that should page nobody."""
