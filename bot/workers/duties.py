@@ -23,6 +23,7 @@ from typing import TypeVar
 from sqlalchemy.orm import Session
 
 from bot import metrics
+from bot.calendars import refresh_duty as calendar_duty
 from bot.deps import Deps
 from bot.listeners.reviews import REVIEW_ACTIONS
 from bot.reliability_metrics import refresh_duty
@@ -156,6 +157,8 @@ def tick_duties(deps: Deps, watcher: CatalogWatcher) -> list[Duty]:
         # Before the heartbeats and the silences: a window opening now holds back what this
         # tick would raise, and one that ended lets out what it held.
         Duty("maintenance", in_transaction(_maintenance)),
+        # The change freezes' ICS calendars, each at most hourly (bot/calendars.py).
+        Duty("calendars", calendar_duty(deps)),
         Duty("missed_heartbeats", missed_heartbeats),
         Duty("escalations", escalations),
         Duty("outages", in_transaction(_outages, outage_threshold(deps.settings))),

@@ -231,14 +231,44 @@ class IntegrationSpec(_Strict):
         return value
 
 
+class FreezeSpec(_Strict):
+    """A change freeze: days (from and until, inclusive, in `timezone`), or the events of an
+    ICS calendar (a file path or an http(s) URL), with who approves changes meanwhile."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    name: str = Field(min_length=1, max_length=200)
+    approver: SlackUser
+    start: date | None = Field(default=None, alias="from")
+    until: date | None = None
+    ics: str | None = Field(default=None, min_length=1)
+    timezone: str = "UTC"
+
+    @model_validator(mode="after")
+    def _dates_or_calendar(self) -> FreezeSpec:
+        days = self.start is not None or self.until is not None
+        if days == (self.ics is not None):
+            raise ValueError("give from and until, or ics")
+        if days and (self.start is None or self.until is None):
+            raise ValueError("a freeze needs both from and until")
+        if self.start is not None and self.until is not None and self.until < self.start:
+            raise ValueError("until must not come before from")
+        try:
+            zoneinfo.ZoneInfo(self.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{self.timezone!r} is not an IANA time zone") from None
+        return self
+
+
 class CatalogSpec(_Strict):
     # Responders of every integration, and the only ones besides an owner who may silence
     # for longer than a day: Slack user ids (or e-mails), or one user group.
     admins: Annotated[list[str] | str, BeforeValidator(_admins)] = Field(default_factory=list)
     systems: list[SystemSpec] = Field(default_factory=list)
     integrations: list[IntegrationSpec] = Field(default_factory=list)
+    freezes: list[FreezeSpec] = Field(default_factory=list)
 
-    @field_validator("systems", "integrations", mode="before")
+    @field_validator("systems", "integrations", "freezes", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         # `integrations:` with nothing under it is YAML null: an empty list, not an error.
@@ -293,6 +323,7 @@ class Catalog:
     sha256: str = ""
     source: str = ""
     admins: Admins = Admins()
+    freezes: tuple[FreezeSpec, ...] = ()
 
     def integrations_touching(self, system_id: str) -> list[IntegrationSpec]:
         return [i for i in self.integrations.values() if system_id in (i.source, i.target)]
@@ -361,6 +392,7 @@ def parse_catalog(raw: bytes | str, filename: str = "catalog.yml") -> Catalog:
         sha256=hashlib.sha256(data).hexdigest(),
         source=filename,
         admins=Admins.of(spec.admins),
+        freezes=tuple(spec.freezes),
     )
 
 

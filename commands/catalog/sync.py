@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from commands.catalog.spec import Admins, Catalog, CatalogInvalid
 from commands.monitors.heartbeats import sync_heartbeats
 from storage.models import CatalogLoad, CatalogSetting, Integration, System
-from storage.models.catalog import ADMINS_SETTING
+from storage.models.catalog import ADMINS_SETTING, FREEZES_SETTING
 
 
 @dataclass(frozen=True)
@@ -112,6 +112,8 @@ def sync_catalog(session: Session, catalog: Catalog, path: str, now: datetime) -
     admins_changed = _sync_setting(
         session, ADMINS_SETTING, catalog.admins.as_json(), Admins().as_json(), now
     )
+    freezes = [f.model_dump(mode="json", by_alias=True) for f in catalog.freezes]
+    _sync_setting(session, FREEZES_SETTING, freezes, [], now)
 
     result = SyncResult(added, updated, removed, restored, admins_changed)
     if result.summary() == "no changes" and last_accepted_sha(session) == catalog.sha256:

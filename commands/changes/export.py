@@ -27,6 +27,7 @@ HEADER = (
     "ticket_url",
     "edited_at",
     "deleted_at",
+    "freeze",
 )
 _BATCH = 500
 
@@ -93,6 +94,7 @@ def write_changes_csv(
                 text_cell(change.ticket_url),
                 time_cell(change.edited_at),
                 time_cell(change.deleted_at),
+                text_cell(change.freeze),
             )
         )
         written += 1

@@ -19,7 +19,8 @@ from sqlalchemy.orm import Session
 from commands.catalog.impact import impact_lines
 from commands.catalog.lookups import resolve_integration, usage
 from commands.changes import entries as changes
-from commands.changes.messages import FormInput, confirmation, form_errors
+from commands.changes.freezes import active_freeze
+from commands.changes.messages import FormInput, confirmation, form_errors, freeze_warning
 from commands.core import slack_events
 from commands.core.render import blocks as bk
 from commands.core.render.mrkdwn import escape, from_slack, typed_words
@@ -137,8 +138,12 @@ def log_change(
         existing = logged_entry(session, integ.id, message.channel, message.ts)
         assert existing is not None
         return Logged(existing, new=False)
+    freeze = active_freeze(session, now)
+    if freeze is not None:
+        # Still logged: a freeze is a policy for people, and the record must be complete.
+        change.freeze = freeze.name
     channel, thread_ts = confirm_in or (integ.channel, None)
-    reply = confirmation(change, integ, impact_lines(session, integ.id))
+    reply = confirmation(change, integ, impact_lines(session, integ.id), freeze)
     outbox.queue_message(
         session, channel=channel, now=now, text=reply.text, blocks=reply.blocks, thread_ts=thread_ts
     )
@@ -195,6 +200,9 @@ def log_reply(session: Session, inv: Invocation, raw_args: str) -> Reply:
         f":memo: Logged change #{logged.change.id} for `{escape(found.id)}` "
         f"({escape(category)}); posted {where}."
     ]
+    freeze = active_freeze(session, inv.now)
+    if freeze is not None:
+        lines.append(freeze_warning(freeze))
     return Reply(text=lines[0], blocks=bk.sections_for_lines(lines))
 
 

@@ -108,6 +108,8 @@ def entry(change: Change) -> str:
     meta = f"*{when}* · `{escape(change.integration_id)}` · {escape(change.category)} · {who}"
     if change.edited_at is not None:
         meta += " _(edited)_"
+    if change.freeze:
+        meta += f" · :snowflake: during the {escape(change.freeze)} freeze"
     if change.permalink:
         meta += " · " + _shown_link(change.permalink, "message")
     if change.ticket_url:

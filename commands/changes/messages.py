@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from commands.changes.freezes import ActiveFreeze
 from commands.core.render import blocks as bk
 from commands.core.render.mrkdwn import escape, link, mention, truncate
 from commands.core.replies import Reply
@@ -165,8 +166,22 @@ def form_errors(
     return errors
 
 
-def confirmation(change: Change, integ: Integration, impact: Sequence[str]) -> Reply:
-    """The message that says a change was logged, with what else it may touch."""
+def freeze_warning(freeze: ActiveFreeze) -> str:
+    return (
+        f":snowflake: *Logged during the {escape(freeze.name)} change freeze* (until "
+        f"{freeze.until:%Y-%m-%d %H:%M} UTC): {mention(freeze.approver)} approves changes "
+        "meanwhile."
+    )
+
+
+def confirmation(
+    change: Change,
+    integ: Integration,
+    impact: Sequence[str],
+    freeze: ActiveFreeze | None = None,
+) -> Reply:
+    """The message that says a change was logged, with what else it may touch, and the
+    warning when it was logged during a change freeze."""
     who = mention(change.author) if change.author else "an app"
     head = (
         f":memo: *Change #{change.id} logged* for `{escape(integ.id)}` {escape(integ.name)} · "
@@ -181,6 +196,8 @@ def confirmation(change: Change, integ: Integration, impact: Sequence[str]) -> R
     if change.ticket_url:
         refs.append(link(change.ticket_url, "ticket"))
     blocks = [bk.section(head), bk.section(quoted)]
+    if freeze is not None:
+        blocks.append(bk.section(freeze_warning(freeze)))
     if refs:
         blocks.append(bk.context(" · ".join(refs)))
     if impact:

@@ -15,7 +15,7 @@ from storage.models.audit import AuditEntry
 from storage.models.base import NAMING, Base
 from storage.models.catalog import CatalogLoad, CatalogSetting, Integration, System
 from storage.models.changes import Change, ChangeCategory, ChangeSource
-from storage.models.maintenance import MaintenanceWindow
+from storage.models.maintenance import CalendarCopy, MaintenanceWindow
 from storage.models.monitors import (
     Heartbeat,
     HeartbeatPing,
@@ -47,6 +47,7 @@ __all__ = [
     "AlertTransition",
     "AuditEntry",
     "Base",
+    "CalendarCopy",
     "CatalogLoad",
     "CatalogSetting",
     "Change",

@@ -64,6 +64,8 @@ class Integration(Base):
 
 # The key of the catalog's top-level `admins` in `catalog_settings`.
 ADMINS_SETTING = "admins"
+# The catalog's top-level `freezes`, as a list of their specs (commands/changes/freezes).
+FREEZES_SETTING = "freezes"
 
 
 class CatalogSetting(Base):

@@ -86,3 +86,5 @@ class Change(Base):
     edited_at: Mapped[datetime | None]
     # Marked, not removed: deleting the Slack message must not erase the history.
     deleted_at: Mapped[datetime | None]
+    # The change freeze in force when it was logged (commands/changes/freezes), if any.
+    freeze: Mapped[str | None] = mapped_column(String(300))

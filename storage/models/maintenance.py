@@ -30,3 +30,17 @@ class MaintenanceWindow(Base):
     created_by: Mapped[str | None] = mapped_column(String(64))
     # When the channels were told it ended (a compare-and-set: once across processes).
     end_told_at: Mapped[datetime | None]
+
+
+class CalendarCopy(Base):
+    """The last good copy of an ICS calendar the catalog names (a change freeze's), and how
+    the last fetch went: a fetch that fails keeps the copy (commands/changes/freezes)."""
+
+    __tablename__ = "calendars"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(1000), unique=True)  # a path or a URL
+    body: Mapped[str | None] = mapped_column(Text)
+    fetched_at: Mapped[datetime | None]
+    tried_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)

@@ -30,6 +30,7 @@ def test_every_duty_of_a_tick_is_named_and_runs(database_url, make_runtime):
     assert names == [
         "catalog",
         "maintenance",
+        "calendars",
         "missed_heartbeats",
         "escalations",
         "outages",
