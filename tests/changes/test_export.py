@@ -68,6 +68,7 @@ def test_every_change_is_exported_oldest_first_with_times_in_utc(runtime):
             "edited_at": "",
             # Deleted in Slack, kept in the record: the export is the audit trail.
             "deleted_at": "2026-11-26T09:35:00Z",
+            "freeze": "",
         },
         {
             "id": str(later),
@@ -83,6 +84,7 @@ def test_every_change_is_exported_oldest_first_with_times_in_utc(runtime):
             "ticket_url": "https://tickets.example.edu/CHG-42",
             "edited_at": "2026-11-26T09:30:00Z",
             "deleted_at": "",
+            "freeze": "",
         },
     ]
 

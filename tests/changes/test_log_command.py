@@ -262,9 +262,9 @@ def test_the_change_log_migration_upgrades_a_database_in_use_and_downgrades(
             )
         alembic.upgrade(config, "0003")
         schema = inspect(engine)
-        added_by_0007 = {"logged_by"}
+        added_later = {"logged_by", "freeze"}  # by 0007 and 0012
         assert {c["name"] for c in schema.get_columns("changes")} == (
-            set(Change.__table__.columns.keys()) - added_by_0007
+            set(Change.__table__.columns.keys()) - added_later
         )
         indexes = {i["name"]: i["column_names"] for i in schema.get_indexes("changes")}
         assert indexes["ix_changes_integration_happened"] == ["integration_id", "happened_at"]
