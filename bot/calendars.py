@@ -1,6 +1,6 @@
-"""Fetching the ICS calendars the catalog's change freezes name: on the tick, each at most
-every REFRESH, a URL with httpx or a file from disk. A copy that fails to download or parse
-never replaces the last good one (commands/changes/freezes)."""
+"""Fetching the ICS calendars the catalog names (change freezes, working hours' holidays):
+on the tick, each at most every REFRESH, a URL with httpx or a file from disk. A copy that
+fails to download or parse never replaces the last good one (commands/changes/freezes)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import httpx
 
 from bot.deps import Deps
 from commands.changes.freezes import calendar_sources, copy_age, parses, store_copy
+from commands.hours.working import holiday_sources
 from storage.write_turns import write_transaction
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ def refresh_duty(deps: Deps, fetcher: Callable[[str], str] = fetch) -> Callable[
         with deps.sessions() as session:
             due = [
                 s
-                for s in calendar_sources(session)
+                for s in sorted({*calendar_sources(session), *holiday_sources(session)})
                 if (tried := copy_age(session, s)) is None or now - tried >= REFRESH
             ]
         renewed = 0

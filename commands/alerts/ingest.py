@@ -34,6 +34,7 @@ from commands.alerts.transitions import (
     record_transition,
     record_transition_of,
 )
+from commands.hours.working import held_until
 from commands.outages.detect import Threshold, fold_new_alert
 from commands.outages.state import mark_stale
 from commands.outbox import queue as outbox
@@ -271,6 +272,11 @@ def _open_new(
         )
     elif route is not None and fold_new_alert(session, alert_id, route.systems, now, threshold):
         # Shown in its system's outage message instead (commands/outages).
+        _unposted(session, alert_id)
+    elif post_to is not None and held_until(
+        session, route.id if route else None, event.severity, now
+    ):
+        # Outside working hours and below critical: the tick posts it when they start.
         _unposted(session, alert_id)
     elif post_to is not None:
         outbox.enqueue(session, kind=outbox.POST, channel=post_to, now=now, alert_id=alert_id)

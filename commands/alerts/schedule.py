@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from commands.catalog.views import integration_spec
 from commands.core.durations import format_duration, parse_duration
 from commands.core.render.mrkdwn import mention
+from commands.hours.working import held_until
 from commands.outbox import queue as outbox
 from storage import leases, queries
 from storage.models import Alert, AlertStatus, Integration, SystemOutage
@@ -56,6 +57,8 @@ def due_escalations(session: Session, now: datetime) -> list[int]:
             continue
         if queries.active_silence(session, integ.id, now) is not None:
             continue
+        if held_until(session, integ.id, alert.severity, now) is not None:
+            continue  # the backups are paged in working hours, unless it is critical
         due.append(alert.id)
     return due
 
@@ -123,6 +126,8 @@ def post_after_silence(session: Session, now: datetime) -> int:
     for alert, integ in rows:
         if queries.active_silence(session, integ.id, now) is not None:
             continue
+        if held_until(session, integ.id, alert.severity, now) is not None:
+            continue  # below critical, outside working hours: shown when they start
         claimed = leases.set_if(
             session,
             Alert,

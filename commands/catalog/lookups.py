@@ -14,6 +14,7 @@ from commands.core.render import blocks as bk
 from commands.core.render.mrkdwn import escape, group_mention, link, mention, strip_broadcasts
 from commands.core.render.text import render
 from commands.core.replies import Invocation, Reply
+from commands.hours.working import held_until
 from commands.monitors.status_lines import monitor_lines
 from storage import queries
 from storage.models import Integration, System
@@ -141,6 +142,12 @@ def status_reply(session: Session, inv: Invocation, name: str) -> Reply:
     ]
     blocks = [bk.section(headline), bk.fields_section(fields)]
     monitors = monitor_lines(session, integ, inv.now, state.monitors, state.watched_pages)
+    held = held_until(session, integ.id, "warning", inv.now)
+    if held is not None:
+        monitors.append(
+            f":zzz: Outside working hours: alerts below critical are shown from "
+            f"{held:%a %Y-%m-%d %H:%M} UTC; critical ones at once."
+        )
     if monitors:
         blocks.append(bk.section("\n".join(monitors)))
     blocks.append(

@@ -213,6 +213,8 @@ class IntegrationSpec(_Strict):
     heartbeat: HeartbeatSpec | None = None
     probe: ProbeSpec | None = None
     maintenance: list[WindowSpec] = Field(default_factory=list)
+    # Its own working hours; the catalog's top-level `hours` when not given.
+    hours: HoursSpec | None = None
 
     @field_validator("schedule")
     @classmethod
@@ -229,6 +231,39 @@ class IntegrationSpec(_Strict):
                 f"{value!r} is not an IANA time zone such as America/Chicago"
             ) from None
         return value
+
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+def _working_days() -> list[Weekday]:
+    return ["mon", "tue", "wed", "thu", "fri"]
+
+
+class HoursSpec(_Strict):
+    """Working hours: outside them, alerts below critical wait for the next working period
+    and escalation waits too (commands/hours)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    days: list[Weekday] = Field(default_factory=_working_days, min_length=1)
+    start: str = Field(default="08:00", alias="from", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    end: str = Field(default="17:00", alias="to", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    timezone: str = "UTC"
+    holidays: list[date] = Field(default_factory=list)
+    # An ICS calendar (a URL or a file path) whose events are days off, fetched as a
+    # freeze's calendar is.
+    holidays_ics: str | None = None
+
+    @model_validator(mode="after")
+    def _checked(self) -> HoursSpec:
+        if self.end <= self.start:
+            raise ValueError("to must come after from (hours within one day)")
+        try:
+            zoneinfo.ZoneInfo(self.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{self.timezone!r} is not an IANA time zone") from None
+        return self
 
 
 class FreezeSpec(_Strict):
@@ -267,6 +302,8 @@ class CatalogSpec(_Strict):
     systems: list[SystemSpec] = Field(default_factory=list)
     integrations: list[IntegrationSpec] = Field(default_factory=list)
     freezes: list[FreezeSpec] = Field(default_factory=list)
+    # Working hours of every integration that gives none of its own; none: always.
+    hours: HoursSpec | None = None
 
     @field_validator("systems", "integrations", "freezes", mode="before")
     @classmethod
@@ -324,6 +361,7 @@ class Catalog:
     source: str = ""
     admins: Admins = Admins()
     freezes: tuple[FreezeSpec, ...] = ()
+    hours: HoursSpec | None = None
 
     def integrations_touching(self, system_id: str) -> list[IntegrationSpec]:
         return [i for i in self.integrations.values() if system_id in (i.source, i.target)]
@@ -393,6 +431,7 @@ def parse_catalog(raw: bytes | str, filename: str = "catalog.yml") -> Catalog:
         source=filename,
         admins=Admins.of(spec.admins),
         freezes=tuple(spec.freezes),
+        hours=spec.hours,
     )
 
 

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from commands.catalog.spec import Admins, Catalog, CatalogInvalid
 from commands.monitors.heartbeats import sync_heartbeats
 from storage.models import CatalogLoad, CatalogSetting, Integration, System
-from storage.models.catalog import ADMINS_SETTING, FREEZES_SETTING
+from storage.models.catalog import ADMINS_SETTING, FREEZES_SETTING, HOURS_SETTING
 
 
 @dataclass(frozen=True)
@@ -114,6 +114,8 @@ def sync_catalog(session: Session, catalog: Catalog, path: str, now: datetime) -
     )
     freezes = [f.model_dump(mode="json", by_alias=True) for f in catalog.freezes]
     _sync_setting(session, FREEZES_SETTING, freezes, [], now)
+    hours = catalog.hours.model_dump(mode="json", by_alias=True) if catalog.hours else None
+    _sync_setting(session, HOURS_SETTING, hours, None, now)
 
     result = SyncResult(added, updated, removed, restored, admins_changed)
     if result.summary() == "no changes" and last_accepted_sha(session) == catalog.sha256:

@@ -66,6 +66,8 @@ class Integration(Base):
 ADMINS_SETTING = "admins"
 # The catalog's top-level `freezes`, as a list of their specs (commands/changes/freezes).
 FREEZES_SETTING = "freezes"
+# The catalog's top-level `hours` (commands/hours), or null.
+HOURS_SETTING = "hours"
 
 
 class CatalogSetting(Base):
