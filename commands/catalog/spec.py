@@ -126,6 +126,39 @@ class WindowSpec(_Strict):
         return self
 
 
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+def _working_days() -> list[Weekday]:
+    return ["mon", "tue", "wed", "thu", "fri"]
+
+
+class HoursSpec(_Strict):
+    """Working hours: outside them, alerts below critical wait for the next working period
+    and escalation waits too (commands/hours)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    days: list[Weekday] = Field(default_factory=_working_days, min_length=1)
+    start: str = Field(default="08:00", alias="from", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    end: str = Field(default="17:00", alias="to", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    timezone: str = "UTC"
+    holidays: list[date] = Field(default_factory=list)
+    # An ICS calendar (a URL or a file path) whose events are days off, fetched as a
+    # freeze's calendar is.
+    holidays_ics: str | None = None
+
+    @model_validator(mode="after")
+    def _checked(self) -> HoursSpec:
+        if self.end <= self.start:
+            raise ValueError("to must come after from (hours within one day)")
+        try:
+            zoneinfo.ZoneInfo(self.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{self.timezone!r} is not an IANA time zone") from None
+        return self
+
+
 class Support(_Strict):
     url: str | None = None
     email: str | None = None
@@ -231,39 +264,6 @@ class IntegrationSpec(_Strict):
                 f"{value!r} is not an IANA time zone such as America/Chicago"
             ) from None
         return value
-
-
-Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-
-
-def _working_days() -> list[Weekday]:
-    return ["mon", "tue", "wed", "thu", "fri"]
-
-
-class HoursSpec(_Strict):
-    """Working hours: outside them, alerts below critical wait for the next working period
-    and escalation waits too (commands/hours)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    days: list[Weekday] = Field(default_factory=_working_days, min_length=1)
-    start: str = Field(default="08:00", alias="from", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
-    end: str = Field(default="17:00", alias="to", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
-    timezone: str = "UTC"
-    holidays: list[date] = Field(default_factory=list)
-    # An ICS calendar (a URL or a file path) whose events are days off, fetched as a
-    # freeze's calendar is.
-    holidays_ics: str | None = None
-
-    @model_validator(mode="after")
-    def _checked(self) -> HoursSpec:
-        if self.end <= self.start:
-            raise ValueError("to must come after from (hours within one day)")
-        try:
-            zoneinfo.ZoneInfo(self.timezone)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{self.timezone!r} is not an IANA time zone") from None
-        return self
 
 
 class FreezeSpec(_Strict):
