@@ -24,7 +24,7 @@ history takes about a second (bench/README.md).
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -115,11 +115,14 @@ class Report:
     systems: dict[str, Figures]
 
 
-def compute(session: Session, period: Period) -> Report:
-    """Every live integration's and system's figures over `period`."""
+def compute(session: Session, period: Period, only: Collection[str] | None = None) -> Report:
+    """Every live integration's and system's figures over `period`; with `only`, those
+    integrations' and their systems' (a slash command about one need not read them all)."""
     members = _integrations(session)
-    episodes = _episodes(session, period)
-    causes = _root_causes(session, period)
+    if only is not None:
+        members = {i: pair for i, pair in members.items() if i in only}
+    episodes = _episodes(session, period, only)
+    causes = _root_causes(session, period, only)
     incidents = _incidents(session, period)
     monitors = _monitors(session, period)
     integrations: dict[str, Figures] = {}
@@ -134,10 +137,14 @@ def compute(session: Session, period: Period) -> Report:
         integrations[ident] = figures
     systems: dict[str, Figures] = {}
     # Every live system, those no integration touches too (their figures are all zero).
-    touching: dict[str, list[str]] = {
-        system: []
-        for system in session.scalars(select(System.id).where(System.removed_at.is_(None)))
-    }
+    touching: dict[str, list[str]] = (
+        {
+            system: []
+            for system in session.scalars(select(System.id).where(System.removed_at.is_(None)))
+        }
+        if only is None
+        else {}
+    )
     for ident, pair in members.items():
         for system in dict.fromkeys(pair):
             touching.setdefault(system, []).append(ident)
@@ -230,16 +237,21 @@ def _integrations(session: Session) -> dict[str, tuple[str, str]]:
     return {ident: (source, target) for ident, source, target in rows}
 
 
-def _episodes(session: Session, period: Period) -> dict[str, list[Episode]]:
+def _episodes(
+    session: Session, period: Period, only: Collection[str] | None
+) -> dict[str, list[Episode]]:
     """Each integration's episodes that may touch the period: those of alerts open now or
     resolved since it began, from their transitions before its end."""
     t, a = AlertTransition, Alert
+    wanted = (
+        a.integration_id.in_(sorted(only)) if only is not None else a.integration_id.is_not(None)
+    )
     rows = session.execute(
         select(a.integration_id, t.alert_id, t.from_status, t.to_status, t.at, a.source)
         .join(a, a.id == t.alert_id)
         .where(
             t.at < period.end,
-            a.integration_id.is_not(None),
+            wanted,
             or_(a.status != RESOLVED, a.resolved_at >= period.start),
         )
         .order_by(t.alert_id, t.at, t.id)
@@ -271,12 +283,19 @@ def _episodes(session: Session, period: Period) -> dict[str, list[Episode]]:
     return found
 
 
-def _root_causes(session: Session, period: Period) -> dict[str, dict[str, int]]:
+def _root_causes(
+    session: Session, period: Period, only: Collection[str] | None
+) -> dict[str, dict[str, int]]:
+    wanted = (
+        Alert.integration_id.in_(sorted(only))
+        if only is not None
+        else Alert.integration_id.is_not(None)
+    )
     rows = session.execute(
         select(Alert.integration_id, Alert.root_cause, func.count())
         .where(
             Alert.root_cause.is_not(None),
-            Alert.integration_id.is_not(None),
+            wanted,
             Alert.resolved_at >= period.start,
             Alert.resolved_at < period.end,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -50,9 +51,9 @@ def report_reply(session: Session, inv: Invocation, args: str) -> Reply:
         refusal = private_refusal(session, inv.actor, hidden, inv.now, f"the report of {target}")
         if refusal is not None:
             return _say(refusal.message)
-    report = compute(session, period)
     if not target:
-        return _overview(report, shown)
+        return _overview(compute(session, period), shown)
+    report = compute(session, period, _covered(every, target))
     found = _target(session, report, shown, target, period)
     if found is None:
         return _say(
@@ -63,6 +64,12 @@ def report_reply(session: Session, inv: Invocation, args: str) -> Reply:
     if not wants_chart:
         return reply
     return _with_chart(session, inv, reply, target, period, [i.id for i in members])
+
+
+def _covered(every: Sequence[Integration], target: str) -> set[str]:
+    """The integrations a report about `target` needs: itself, or every one touching the
+    system of that name."""
+    return {i.id for i in every if target in (i.id, i.source_id, i.target_id)}
 
 
 def _target(
