@@ -11,17 +11,13 @@ import hashlib
 import re
 import zoneinfo
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from cronsim import CronSim, CronSimError
 from pydantic import (
-    AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
@@ -29,144 +25,34 @@ from pydantic import (
 )
 from yaml.constructor import SafeConstructor
 
-from commands.core.durations import parse_duration
+from commands.catalog.fields import (
+    Cron,
+    Duration,
+    Id,
+    SlackUser,
+    Strict,
+    UserGroup,
+    admins_field,
+    cron_expression,
+)
+from commands.catalog.time_spec import FreezeSpec, HoursSpec, WindowSpec
 
-ID_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
 MECHANISMS = ("api", "flat-file", "vendor", "esb", "other")
 REVIEW_CADENCES = {"weekly": 7, "monthly": 30, "quarterly": 91, "yearly": 365}
 DEFAULT_REVIEW = "yearly"  # every integration is reviewed at least yearly
-_EPOCH = datetime(2026, 1, 1)
 # libyaml's composer is several times faster and leaner than the pure-Python one, and its
 # nodes carry the same line marks.
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def _duration(value: str) -> str:
-    parse_duration(value)
-    return value
-
-
-def _cron(value: str) -> str:
-    if len(value.split()) != 5:
-        raise ValueError(
-            f"{value!r} is not a 5-field cron expression (minute hour day month weekday)"
-        )
-    try:
-        CronSim(value, _EPOCH)
-    except CronSimError as exc:
-        raise ValueError(f"{value!r} is not a valid cron expression: {exc}") from None
-    return value
-
-
-def _slack_user(value: str) -> str:
-    if re.fullmatch(r"[UW][A-Z0-9]{2,}", value) or re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value):
-        return value
-    raise ValueError(f"{value!r} is neither a Slack user ID (U0123ABCD) nor an e-mail address")
-
-
-def _user_group(value: str) -> str:
-    if re.fullmatch(r"S[A-Z0-9]{2,}", value):
-        return value
-    raise ValueError(f"{value!r} is not a Slack user group ID (like S0123ABCD)")
-
-
-def _admins(value: object) -> list[str] | str:
-    # One shape or the other, checked here so an error says which was meant.
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return _user_group(value)
-    if isinstance(value, list):
-        return [_slack_user(str(user)) for user in value]
-    raise ValueError("give a list of Slack user IDs, or one user group ID (S0123ABCD)")
-
-
-Duration = Annotated[str, AfterValidator(_duration)]
-Cron = Annotated[str, AfterValidator(_cron)]
-SlackUser = Annotated[str, AfterValidator(_slack_user)]
-UserGroup = Annotated[str, AfterValidator(_user_group)]
-Id = Annotated[str, Field(pattern=ID_PATTERN, max_length=64)]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
-
-
-class WindowSpec(_Strict):
-    """A maintenance window: every cron occurrence for a while, or once, from a local time
-    until another (commands/maintenance)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    every: Cron | None = None
-    length: Duration | None = Field(default=None, alias="for")
-    start: datetime | None = Field(default=None, alias="from")
-    until: datetime | None = None
-    reason: str | None = Field(default=None, max_length=300)
-    # In the integration's time zone when not given; a system's windows in UTC.
-    timezone: str | None = None
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> WindowSpec:
-        repeating = self.every is not None or self.length is not None
-        once = self.start is not None or self.until is not None
-        if repeating == once:
-            raise ValueError("give every and for, or from and until")
-        if repeating and (self.every is None or self.length is None):
-            raise ValueError("a repeating window needs both every and for")
-        if once and (self.start is None or self.until is None):
-            raise ValueError("a one-off window needs both from and until")
-        if self.start is not None and self.until is not None and self.until <= self.start:
-            raise ValueError("until must come after from")
-        if self.timezone is not None:
-            try:
-                zoneinfo.ZoneInfo(self.timezone)
-            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-                raise ValueError(f"{self.timezone!r} is not an IANA time zone") from None
-        return self
-
-
-Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-
-
-def _working_days() -> list[Weekday]:
-    return ["mon", "tue", "wed", "thu", "fri"]
-
-
-class HoursSpec(_Strict):
-    """Working hours: outside them, alerts below critical wait for the next working period
-    and escalation waits too (commands/hours)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    days: list[Weekday] = Field(default_factory=_working_days, min_length=1)
-    start: str = Field(default="08:00", alias="from", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
-    end: str = Field(default="17:00", alias="to", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
-    timezone: str = "UTC"
-    holidays: list[date] = Field(default_factory=list)
-    # An ICS calendar (a URL or a file path) whose events are days off, fetched as a
-    # freeze's calendar is.
-    holidays_ics: str | None = None
-
-    @model_validator(mode="after")
-    def _checked(self) -> HoursSpec:
-        if self.end <= self.start:
-            raise ValueError("to must come after from (hours within one day)")
-        try:
-            zoneinfo.ZoneInfo(self.timezone)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{self.timezone!r} is not an IANA time zone") from None
-        return self
-
-
-class Support(_Strict):
+class Support(Strict):
     url: str | None = None
     email: str | None = None
     phone: str | None = None
     contract: str | None = None
 
 
-class SystemSpec(_Strict):
+class SystemSpec(Strict):
     id: Id
     name: str = Field(min_length=1, max_length=200)
     vendor: str | None = None
@@ -179,12 +65,12 @@ class SystemSpec(_Strict):
     channel: str | None = Field(default=None, pattern=r"^[CG][A-Z0-9]{2,}$")
 
 
-class FieldMapping(_Strict):
+class FieldMapping(Strict):
     source: str
     target: str
 
 
-class ReviewSpec(_Strict):
+class ReviewSpec(Strict):
     every: str = DEFAULT_REVIEW
     first_due: date | None = None
 
@@ -204,7 +90,7 @@ class ReviewSpec(_Strict):
         return timedelta(days=int(self.every[:-1]))
 
 
-class HeartbeatSpec(_Strict):
+class HeartbeatSpec(Strict):
     key: str = Field(min_length=8, max_length=100, pattern=r"^[A-Za-z0-9_-]+$")
     cron: Cron | None = None
     every: Duration | None = None
@@ -217,7 +103,7 @@ class HeartbeatSpec(_Strict):
         return self
 
 
-class ProbeSpec(_Strict):
+class ProbeSpec(Strict):
     url: str = Field(pattern=r"^https?://")
     every: Duration = "5m"
     timeout: Duration = "10s"
@@ -226,7 +112,7 @@ class ProbeSpec(_Strict):
     failures: int = Field(default=2, ge=1, le=100)
 
 
-class IntegrationSpec(_Strict):
+class IntegrationSpec(Strict):
     id: Id
     name: str = Field(min_length=1, max_length=200)
     source: Id
@@ -252,7 +138,7 @@ class IntegrationSpec(_Strict):
     @field_validator("schedule")
     @classmethod
     def _schedule(cls, value: str) -> str:
-        return value if value == "realtime" else _cron(value)
+        return value if value == "realtime" else cron_expression(value)
 
     @field_validator("timezone")
     @classmethod
@@ -266,39 +152,10 @@ class IntegrationSpec(_Strict):
         return value
 
 
-class FreezeSpec(_Strict):
-    """A change freeze: days (from and until, inclusive, in `timezone`), or the events of an
-    ICS calendar (a file path or an http(s) URL), with who approves changes meanwhile."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    name: str = Field(min_length=1, max_length=200)
-    approver: SlackUser
-    start: date | None = Field(default=None, alias="from")
-    until: date | None = None
-    ics: str | None = Field(default=None, min_length=1)
-    timezone: str = "UTC"
-
-    @model_validator(mode="after")
-    def _dates_or_calendar(self) -> FreezeSpec:
-        days = self.start is not None or self.until is not None
-        if days == (self.ics is not None):
-            raise ValueError("give from and until, or ics")
-        if days and (self.start is None or self.until is None):
-            raise ValueError("a freeze needs both from and until")
-        if self.start is not None and self.until is not None and self.until < self.start:
-            raise ValueError("until must not come before from")
-        try:
-            zoneinfo.ZoneInfo(self.timezone)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{self.timezone!r} is not an IANA time zone") from None
-        return self
-
-
-class CatalogSpec(_Strict):
+class CatalogSpec(Strict):
     # Responders of every integration, and the only ones besides an owner who may silence
     # for longer than a day: Slack user ids (or e-mails), or one user group.
-    admins: Annotated[list[str] | str, BeforeValidator(_admins)] = Field(default_factory=list)
+    admins: Annotated[list[str] | str, BeforeValidator(admins_field)] = Field(default_factory=list)
     systems: list[SystemSpec] = Field(default_factory=list)
     integrations: list[IntegrationSpec] = Field(default_factory=list)
     freezes: list[FreezeSpec] = Field(default_factory=list)

@@ -18,7 +18,7 @@ import recurring_ical_events
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from commands.catalog.spec import FreezeSpec
+from commands.catalog.time_spec import FreezeSpec
 from storage.models import CalendarCopy, CatalogSetting
 from storage.models.catalog import FREEZES_SETTING
 

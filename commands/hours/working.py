@@ -18,7 +18,7 @@ import recurring_ical_events
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from commands.catalog.spec import HoursSpec
+from commands.catalog.time_spec import HoursSpec
 from commands.catalog.views import integration_spec
 from storage.models import CalendarCopy, CatalogSetting, Integration
 from storage.models.catalog import HOURS_SETTING

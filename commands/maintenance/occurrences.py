@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from cronsim import CronSim
 
-from commands.catalog.spec import WindowSpec
+from commands.catalog.time_spec import WindowSpec
 from commands.core.durations import parse_duration
 
 # How far ahead `/integ maintenance` lists the windows to come.
