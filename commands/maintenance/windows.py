@@ -190,7 +190,7 @@ def describe(session: Session, window: MaintenanceWindow) -> str:
 def _tell(session: Session, window: MaintenanceWindow, *, started: bool, now: datetime) -> None:
     what = describe(session, window)
     if started:
-        reason = f": {escape(window.reason)}" if window.reason else "."
+        reason = f": {escape(window.reason)}." if window.reason else "."
         text = (
             f":wrench: *Maintenance* of {what} from {window.starts_at:%Y-%m-%d %H:%M} until "
             f"{window.ends_at:%Y-%m-%d %H:%M} UTC{reason} Alerts are recorded but neither "

@@ -81,7 +81,7 @@ def test_an_alert_inside_the_window_waits_for_its_end_and_the_channel_hears_both
         ":wrench: *Maintenance* of `crm` from 2026-11-29 07:00 until 2026-11-29 10:00 UTC"
         in started
     )
-    assert "Banner patch window" in started
+    assert "UTC: Banner patch window. Alerts are recorded but neither posted" in started
     with runtime.deps.sessions() as session:
         [alert] = session.scalars(select(Alert).where(Alert.key == "load")).all()
         assert (alert.status, alert.count, alert.channel) == ("firing", 1, None)
