@@ -14,11 +14,11 @@ from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import icalendar
-import recurring_ical_events
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from commands.catalog.time_spec import FreezeSpec
+from commands.core.calendars import events_between
 from storage.models import CalendarCopy, CatalogSetting
 from storage.models.catalog import FREEZES_SETTING
 
@@ -63,16 +63,7 @@ def active_freeze(session: Session, at: datetime) -> ActiveFreeze | None:
 
 
 def _event_at(session: Session, source: str, at: datetime) -> tuple[str, datetime] | None:
-    copy = session.scalars(select(CalendarCopy).where(CalendarCopy.source == source)).first()
-    if copy is None or not copy.body:
-        return None
-    try:
-        calendar = icalendar.Calendar.from_ical(copy.body)
-        events = recurring_ical_events.of(calendar).at(at)
-    except ValueError as exc:  # a copy that parsed when fetched; kept, but it fails now
-        log.warning("calendar %s cannot be read: %s", source, exc)
-        return None
-    for event in events:
+    for event in events_between(session, source, at, at + timedelta(seconds=1)):
         ends = event.get("DTEND")
         end = ends.dt if ends is not None else None
         if isinstance(end, datetime):

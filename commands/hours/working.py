@@ -14,13 +14,13 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import icalendar
-import recurring_ical_events
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from commands.catalog.time_spec import HoursSpec
 from commands.catalog.views import integration_spec
-from storage.models import CalendarCopy, CatalogSetting, Integration
+from commands.core.calendars import events_between
+from storage.models import CatalogSetting, Integration
 from storage.models.catalog import HOURS_SETTING
 
 CRITICAL = "critical"
@@ -104,15 +104,7 @@ def _clock(text: str) -> time:
 def _days_off(session: Session, hours: HoursSpec, first: date) -> set[date]:
     off = set(hours.holidays)
     if hours.holidays_ics:
-        copy = session.scalars(
-            select(CalendarCopy).where(CalendarCopy.source == hours.holidays_ics)
-        ).first()
-        if copy is not None and copy.body:
-            try:
-                calendar = icalendar.Calendar.from_ical(copy.body)
-                last = first + timedelta(days=_LOOK_AHEAD_DAYS)
-                for event in recurring_ical_events.of(calendar).between(first, last):
-                    off.update(_event_days(event))
-            except ValueError:
-                pass  # the last copy that parsed was kept; one that fails now holds nothing
+        last = first + timedelta(days=_LOOK_AHEAD_DAYS)
+        for event in events_between(session, hours.holidays_ics, first, last):
+            off.update(_event_days(event))
     return off

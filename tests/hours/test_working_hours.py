@@ -117,3 +117,30 @@ def test_status_says_when_held_alerts_will_be_shown(runtime, clock):
     assert "Outside working hours" not in str(
         answer(runtime.deps, "status crm", "U0OWNER01", None).blocks
     )
+
+
+def test_holidays_from_an_ics_calendar_hold_alerts_over_them(
+    database_url, make_runtime, clock, tmp_path: Path
+):
+    calendar = tmp_path / "holidays.ics"
+    calendar.write_text(
+        "BEGIN:VCALENDAR\nVERSION:2.0\nPRODID:-//Example//Holidays//EN\n"
+        "BEGIN:VEVENT\nUID:new-year@example.edu\nDTSTAMP:20261101T000000Z\n"
+        "DTSTART;VALUE=DATE:20261231\nDTEND;VALUE=DATE:20270102\nSUMMARY:New Year\n"
+        "END:VEVENT\nEND:VCALENDAR\n"
+    )
+    data = yaml.safe_load(EXAMPLE_CATALOG.read_text())
+    data["hours"] = {**HOURS, "holidays": [], "holidays_ics": str(calendar)}
+    path = tmp_path / "catalog.yml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    clock.now = at("2026-12-31T03:00")  # Wednesday 30 December, 21:00 in Chicago
+    runtime = make_runtime(make_settings(database_url, catalog=path))
+    runtime.tick()  # fetches the calendar
+    fire(runtime, "warning")
+    # Thursday 31 and Friday 1 are holidays, then the weekend: Monday 4 January 08:00 CST.
+    clock.now = at("2027-01-04T13:59")
+    runtime.tick()
+    assert not posted(runtime)
+    clock.now = at("2027-01-04T14:00")
+    runtime.tick()
+    assert posted(runtime)
