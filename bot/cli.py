@@ -20,6 +20,14 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=None, help="default $PORT or 3000")
     shell = sub.add_parser("shell", help="answer /integ lines typed at a local console")
     shell.add_argument("-c", dest="line", help="answer this one line and exit")
+    shell.add_argument(
+        "--as",
+        dest="as_user",
+        default=None,
+        metavar="USER",
+        help="the Slack user id whose Home tab `home` shows (default: the console's)",
+    )
+    shell.add_argument("words", nargs="*", help="a line to answer and exit, as with -c")
     catalog = sub.add_parser("catalog", help="catalog tools")
     catalog_sub = catalog.add_subparsers(dest="catalog_command", required=True)
     check = catalog_sub.add_parser("check", help="validate a catalog file")
@@ -87,9 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "export":
             return run_export(settings, args)
         if args.command == "shell":
-            from bot.shell import run_shell
+            from bot.shell import SHELL_USER, run_shell
 
-            return run_shell(settings, args.line)
+            line = args.line if args.line is not None else (" ".join(args.words) or None)
+            return run_shell(settings, line, args.as_user or SHELL_USER)
         from bot.server import serve as run_server
 
         return run_server(settings, args.host, args.port or settings.port)

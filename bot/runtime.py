@@ -16,6 +16,7 @@ from starlette.applications import Starlette
 from bot.deps import Deps, utcnow
 from bot.directory import SlackDirectory, build_directory
 from bot.listeners.alerts import ALERT_ACTIONS
+from bot.listeners.home import HOME_ACTIONS
 from bot.settings import Settings
 from bot.slack_app import build_bolt_app
 from bot.web.app import build_http_app
@@ -28,8 +29,9 @@ from bot.workers.senders import build_sender
 from bot.workers.status_pages import StatusPoller
 from commands.alerts.outbox_calls import alert_renderers
 from commands.core.render.links import MessageLinks
+from commands.home.outbox_calls import home_renderer
 from commands.outbox.calls import RENDERERS, Renderer
-from commands.permissions.people import CONSOLE, Directory
+from commands.permissions.people import CONSOLE, UNKNOWN, Directory
 from storage.db import make_engine, make_session_factory
 from storage.leases import LeaseClock, database_clock
 from storage.migrate import upgrade
@@ -134,10 +136,17 @@ def open_database(settings: Settings) -> Engine:
     return engine
 
 
-def outbox_renderers(links: MessageLinks | None = None) -> dict[OutboxKind, Renderer]:
+def outbox_renderers(
+    links: MessageLinks | None = None, directory: Directory = UNKNOWN
+) -> dict[OutboxKind, Renderer]:
     """Every kind of outbox row the worker sends, with how it becomes a Slack call; `links`
-    make links to earlier messages (none without it)."""
-    return {**RENDERERS, **alert_renderers(ALERT_ACTIONS, links)}
+    make links to earlier messages (none without it); `directory` says whose Home is whose
+    (knowing nobody, a Home waits until it can tell)."""
+    return {
+        **RENDERERS,
+        **alert_renderers(ALERT_ACTIONS, links),
+        OutboxKind.HOME: home_renderer(directory, HOME_ACTIONS),
+    }
 
 
 def _directory(settings: Settings) -> Directory:
@@ -172,7 +181,7 @@ def build_runtime(
         deps,
         sender,
         worker_id=worker_id,
-        renderers=outbox_renderers(MessageLinks(sender.workspace_url)),
+        renderers=outbox_renderers(MessageLinks(sender.workspace_url), directory),
     )
     bolt = build_bolt_app(deps, outbox.notify) if not settings.local_mode else None
     socket_only = bool(settings.slack_app_token) and not settings.slack_signing_secret

@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     integ_retain_pings_days: int = Field(default=30, ge=1, le=36500)
     integ_retain_hook_bodies_days: int = Field(default=30, ge=1, le=36500)
     integ_retain_outbox_days: int = Field(default=30, ge=1, le=36500)
+    # A Home tab not opened for this many days is forgotten: it is no longer published on
+    # every change to its integrations, until its owner opens it again.
+    integ_retain_homes_days: int = Field(default=90, ge=1, le=36500)
     port: int = Field(default=3000, ge=1, le=65535)
 
     @field_validator(

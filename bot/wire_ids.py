@@ -35,10 +35,14 @@ REVIEW_REASSIGN_ACTION: Final = "integ_review_reassign"
 CHANGES_PAGE_ACTION: Final = "integ_changes_page"
 CHANGES_PAGE_NEWER_ACTION: Final = "integ_changes_page_newer"
 
+# The Home tab's own controls (its alert buttons are the alert messages' ack and resolve).
+HOME_REVIEW_ACTION: Final = "integ_home_review"
+HOME_SYSTEM_ACTION: Final = "integ_home_system"
+
 # Modal callback ids.
 RESOLVE_VIEW: Final = "integ_resolve_view"
 REVIEW_VIEW: Final = "integ_review_view"
 LOG_CHANGE_VIEW: Final = "integ_log_change_view"
 
 # Bot events subscribed in manifest.yml.
-BOT_EVENTS: Final = ("reaction_added", "message.channels", "message.groups")
+BOT_EVENTS: Final = ("reaction_added", "message.channels", "message.groups", "app_home_opened")

@@ -10,9 +10,9 @@ from bot.deps import Deps
 from bot.listeners import alerts as alert_buttons
 from bot.listeners import changes as change_log
 from bot.listeners import changes_pages as change_pages
+from bot.listeners import home, slash_commands
 from bot.listeners import outages as outage_buttons
 from bot.listeners import reviews as review_buttons
-from bot.listeners import slash_commands
 
 
 def register_all(app: App, deps: Deps, notify_outbox: Callable[[], None]) -> None:
@@ -24,3 +24,4 @@ def register_all(app: App, deps: Deps, notify_outbox: Callable[[], None]) -> Non
     alert_buttons.register(app, deps, notify_outbox)
     outage_buttons.register(app, deps, notify_outbox)
     change_log.register(app, deps, notify_outbox)
+    home.register(app, deps, notify_outbox)

@@ -12,6 +12,7 @@ from slack_sdk import WebClient
 from bot import wire_ids
 from bot.deps import Deps
 from bot.listeners.actors import actor_of
+from bot.listeners.home import from_home, surface_of, tell_in_home
 from commands.alerts.actions import ROOT_CAUSES, Outcome, acknowledge_as, may_resolve, resolve_as
 from commands.alerts.messages import AlertActions, resolve_modal
 from commands.alerts.silences import silence_as
@@ -38,9 +39,14 @@ def _alert_id(body: dict[str, Any]) -> int | None:
     return int(value) if value.isdigit() else None
 
 
-def _tell(respond: Respond, outcome: Outcome) -> None:
-    # Only the person who clicked sees this; the channel sees the updated message.
-    if not outcome.changed:
+def _tell(
+    deps: Deps, body: dict[str, Any], respond: Respond, outcome: Outcome, notify: Callable[[], None]
+) -> None:
+    if from_home(body):
+        # A Home has no message to update and no response_url: the answer goes at its top.
+        tell_in_home(deps, body, outcome.message, notify)
+    elif not outcome.changed:
+        # Only the person who clicked sees this; the channel sees the updated message.
         respond(text=outcome.message, response_type="ephemeral", replace_original=False)
 
 
@@ -51,11 +57,11 @@ def register(app: App, deps: Deps, notify: Callable[[], None]) -> None:
         alert_id = _alert_id(body)
         if alert_id is None:
             return
-        actor = actor_of(deps, body, Surface.BUTTON)
+        actor = actor_of(deps, body, surface_of(body))
         with transaction(deps.sessions) as session:
             outcome = acknowledge_as(session, actor, alert_id, deps.clock())
         notify()
-        _tell(respond, outcome)
+        _tell(deps, body, respond, outcome, notify)
 
     @app.action(wire_ids.RESOLVE_ACTION)
     def on_resolve(ack: Ack, body: dict[str, Any], client: WebClient, respond: Respond) -> None:
@@ -63,7 +69,7 @@ def register(app: App, deps: Deps, notify: Callable[[], None]) -> None:
         alert_id = _alert_id(body)
         if alert_id is None:
             return
-        actor = actor_of(deps, body, Surface.BUTTON)
+        actor = actor_of(deps, body, surface_of(body))
         with transaction(deps.sessions) as session:
             # Refused before the form opens, so nobody fills in a form they cannot submit.
             refused = may_resolve(session, actor, alert_id, deps.clock())
@@ -74,14 +80,11 @@ def register(app: App, deps: Deps, notify: Callable[[], None]) -> None:
                 else None
             )
         if refused is not None:
-            _tell(respond, refused)
+            _tell(deps, body, respond, refused, notify)
             return
         if view is None:
-            respond(
-                text=f"Alert #{alert_id} is already resolved.",
-                response_type="ephemeral",
-                replace_original=False,
-            )
+            done = Outcome(False, f"Alert #{alert_id} is already resolved.")
+            _tell(deps, body, respond, done, notify)
             return
         client.views_open(trigger_id=body["trigger_id"], view=view)
 

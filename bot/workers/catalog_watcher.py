@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot import metrics
 from commands.catalog.spec import Catalog, CatalogInvalid, parse_catalog
 from commands.catalog.sync import last_accepted, record_refusal, sync_catalog
+from commands.home import queue as home
 from storage.db import transaction
 from storage.models import CatalogLoad
 
@@ -75,6 +76,8 @@ class CatalogWatcher:
                         self._refuse_older(sha, written, applied)
                         return False
                     result = sync_catalog(session, catalog, str(self.path), self.clock())
+                    # Who answers for what may have changed: every Home is published again.
+                    home.queue_all(session, self.clock())
                 break
             except IntegrityError:
                 # Another process inserted the same rows first; the second pass updates them.

@@ -49,6 +49,7 @@ from commands.outbox import claims, results
 from commands.outbox.calls import (
     Call,
     Job,
+    Later,
     Renderer,
     Unsendable,
 )
@@ -247,6 +248,8 @@ class OutboxWorker:
             return Outcome(Result.FAILED, error=str(exc))
         except TransientError as exc:  # a diagram that took too long to render
             return Outcome(Result.RETRY, error=exc.error, unresolved=job.unresolved)
+        except Later as exc:
+            return Outcome(Result.RETRY, error=str(exc), unresolved=job.unresolved)
         except Exception as exc:
             log.exception("outbox #%d: could not be prepared", job.id)
             error = f"{type(exc).__name__}: {exc}"
@@ -317,6 +320,8 @@ class OutboxWorker:
                     initial_comment=call.text,
                     alt_text=call.file.alt_text,
                 )
+            elif call.home_of is not None:
+                delivered = self.sender.publish_home(user_id=call.home_of, view=call.view or {})
             elif call.ts is not None:
                 delivered = self.sender.update(
                     channel=call.channel, ts=call.ts, text=call.text, blocks=call.blocks

@@ -60,7 +60,10 @@ class Retention:
     def from_deps(cls, deps: Deps) -> Retention:
         s = deps.settings
         policy = Policy.of_days(
-            s.integ_retain_pings_days, s.integ_retain_hook_bodies_days, s.integ_retain_outbox_days
+            s.integ_retain_pings_days,
+            s.integ_retain_hook_bodies_days,
+            s.integ_retain_outbox_days,
+            s.integ_retain_homes_days,
         )
         return cls(deps.sessions, deps.clock, policy)
 

@@ -27,6 +27,7 @@ from slack_sdk.errors import SlackApiError, SlackRequestError
 from bot.settings import Settings
 from commands.core.render.blocks import Block
 from commands.core.render.plain import blocks_to_text
+from commands.home.queue import home_channel
 from commands.outbox.calls import Delivered, carries_outbox_id
 from commands.outbox.results import MAX_RETRY_AFTER, MIN_RETRY_AFTER
 
@@ -86,6 +87,11 @@ class Sender(Protocol):
 
     def workspace_url(self) -> str | None:
         """The workspace's address, for links to its messages; None when not known."""
+        ...
+
+    def publish_home(self, *, user_id: str, view: dict[str, Any]) -> Delivered:
+        """Show `view` as the person's Home tab, replacing what it showed; the Delivered's
+        ts is the view's id."""
         ...
 
     def find_posted(
@@ -158,6 +164,13 @@ class SlackSender:
         # An empty list removes the blocks of the message; that is what "no blocks" means.
         args["blocks"] = blocks or []
         return self._call("chat.update", args, channel)
+
+    def publish_home(self, *, user_id: str, view: dict[str, Any]) -> Delivered:
+        # No `hash`: the outbox is the only writer of a Home, and it always sends the
+        # newest state, so an older view is never worth keeping over it.
+        data = self._api("views.publish", json={"user_id": user_id, "view": view})
+        shown = data.get("view") or {}
+        return Delivered(channel=home_channel(user_id), ts=str(shown.get("id") or ""))
 
     def find_posted(
         self, *, channel: str, outbox_id: int, since: datetime, thread_ts: str | None = None
@@ -320,6 +333,10 @@ class ConsoleSender:
 
     def workspace_url(self) -> str | None:
         return None  # no workspace: the console shows no links
+
+    def publish_home(self, *, user_id: str, view: dict[str, Any]) -> Delivered:
+        self._print(f"Home of @{user_id}", blocks_to_text(view.get("blocks") or [], ""))
+        return Delivered(channel=home_channel(user_id), ts=self._next_ts())
 
     def find_posted(
         self, *, channel: str, outbox_id: int, since: datetime, thread_ts: str | None = None

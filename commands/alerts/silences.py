@@ -12,6 +12,7 @@ from commands.alerts.actions import Outcome
 from commands.changes import entries as changes
 from commands.core.durations import format_duration, parse_duration
 from commands.core.render.mrkdwn import escape, mention
+from commands.home import queue as home
 from commands.outbox import queue as outbox
 from commands.permissions import audit
 from commands.permissions.check import permit
@@ -103,6 +104,7 @@ def silence(
     if replaced:
         note += " This replaces the silence that was running."
     outbox.queue_message(session, channel=integ.channel, now=now, text=note)
+    home.queue_for_integrations(session, [integ.id], now)
     return Outcome(
         True,
         f":no_bell: Alerts for *{escape(integ.name)}* are silenced for {format_duration(length)}"
@@ -123,6 +125,7 @@ def unsilence(session: Session, integ: Integration, user_id: str, now: datetime)
         text=f":bell: {mention(user_id)} ended the silence of *{escape(integ.name)}*; "
         "alerts it held back are posted now.",
     )
+    home.queue_for_integrations(session, [integ.id], now)
     return Outcome(True, f":bell: *{escape(integ.name)}* is no longer silenced.")
 
 

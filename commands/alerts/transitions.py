@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
+from commands.home import queue as home
 from commands.outbox import queue as outbox
 from storage.db import table_of
 from storage.models import Alert, AlertStatus, AlertTransition
@@ -53,6 +54,9 @@ def record_transition_of(
             "reason": reason,
         },
     )
+    # Every change of an alert's state passes here: the Homes that show its integration
+    # are published again (commands/home/queue.py says why this costs nothing without one).
+    home.queue_for_alert(session, alert_id, now)
 
 
 def queue_change(session: Session, alert: Alert, now: datetime, note: str | None) -> None:

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from commands.catalog.views import integration_spec, system_spec
 from commands.core.render.mrkdwn import escape
+from commands.home import queue as home
 from commands.maintenance.occurrences import Occurrence, open_at
 from commands.monitors.statuspage import parse_time
 from commands.outages.state import channels_for, touching
@@ -106,7 +107,9 @@ def start_window(
     if window_id is None:
         return 0
     window = session.get_one(MaintenanceWindow, window_id)
-    for integ in covered(session, scope, scope_id):
+    integrations = covered(session, scope, scope_id)
+    home.queue_for_integrations(session, [i.id for i in integrations], now)
+    for integ in integrations:
         session.add(
             Silence(
                 integration_id=integ.id,
@@ -158,6 +161,8 @@ def tell_ended(session: Session, now: datetime) -> int:
         )
         if getattr(claimed, "rowcount", 0) == 1:
             _tell(session, window, started=False, now=now)
+            ids = [i.id for i in covered(session, window.scope, window.scope_id)]
+            home.queue_for_integrations(session, ids, now)
             told += 1
     return told
 

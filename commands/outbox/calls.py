@@ -75,17 +75,26 @@ class Call:
     file: File | None = None
     # A reply in the thread `thread_ts` that is also shown in the channel.
     reply_broadcast: bool = False
+    # Set: views.publish of `view` as this person's Home tab (`channel` is then only the
+    # outbox's pacing key for them, "home:<user id>").
+    home_of: str | None = None
+    view: dict[str, Any] | None = None
 
     @property
     def creates_message(self) -> bool:
         """A post, which may be looked for by its metadata after a crash (an upload cannot
-        be: a file carries no metadata)."""
-        return self.ts is None and self.file is None
+        be: a file carries no metadata; a Home replaces itself, so it is simply sent again)."""
+        return self.ts is None and self.file is None and self.home_of is None
 
 
 class Unsendable(Exception):
     """The row can never become a Slack call (its alert is gone, its payload is broken):
     recorded as failed for good rather than retried."""
+
+
+class Later(Exception):
+    """The row cannot be rendered yet (what it needs cannot be known just now, such as who
+    a Home is for): tried again with backoff, like a failed send."""
 
 
 class Renderer(Protocol):

@@ -16,7 +16,14 @@ from sqlalchemy.orm import Session
 
 from commands.outbox.calls import Delivered, Job
 from commands.outbox.queue import POST, REFIRE
-from storage.models import Alert, ChannelPace, OutboxAttempt, OutboxMessage, OutboxStatus
+from storage.models import (
+    Alert,
+    ChannelPace,
+    OutboxAttempt,
+    OutboxKind,
+    OutboxMessage,
+    OutboxStatus,
+)
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +35,10 @@ log = logging.getLogger(__name__)
 # clock, which every replica shares; the 0.1 s over Slack's second is a margin for the time
 # between reading that clock and the call leaving.
 PACE = timedelta(seconds=1.1)
+# A person's Home is published at most this often: a storm for their integrations becomes a
+# Home that catches up every two seconds, not a publish per event. Short enough that an
+# alert shows there within three seconds of arriving.
+HOME_PACE = timedelta(seconds=2)
 MAX_BACKOFF = timedelta(minutes=5)
 # A Retry-After outside this range is a broken header, not advice worth following.
 MIN_RETRY_AFTER = 1.0
@@ -82,7 +93,7 @@ def record(
     row.attempts = (row.attempts or 0) + 1
     # Read after the call returned, so the channel's next write starts at least PACE after
     # Slack had this one (see PACE).
-    free_at = lease_now + PACE
+    free_at = lease_now + (HOME_PACE if job.kind == OutboxKind.HOME else PACE)
     if outcome.result == Result.OK:
         record_sent(session, row, job, outcome, now)
     elif outcome.result == Result.RATELIMITED:

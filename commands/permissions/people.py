@@ -86,6 +86,7 @@ class Surface(enum.StrEnum):
 
     SLASH = "slash"
     BUTTON = "button"
+    HOME = "home"  # a button in the person's Home tab
     MODAL = "modal"
     SHORTCUT = "shortcut"
     REACTION = "reaction"

@@ -8,6 +8,9 @@ deleting a month of pings would hold SQLite's only write lock, and so every ping
 for as long as it takes. Deleting rows chosen by age is idempotent, so two processes doing
 it at once only delete some rows once each.
 
+Home tabs not opened for a while are forgotten too (`home_views`), so that they are no longer
+published on every change.
+
 Kept whatever their age: alerts, alert_transitions, changes, reviews, review nudges, digests,
 monthly reports and the audit trail (the history that `/integ` and the exports read). Slack
 event ids are pruned on their own (commands/core/slack_events.py).
@@ -26,6 +29,8 @@ from sqlalchemy.orm import Session
 from storage.models import (
     Digest,
     HeartbeatPing,
+    HomeIntegration,
+    HomeView,
     MonthlyReport,
     OutboxAttempt,
     OutboxMessage,
@@ -71,10 +76,16 @@ class Policy:
     pings: timedelta
     hook_bodies: timedelta
     outbox: timedelta
+    homes: timedelta = timedelta(days=90)
 
     @classmethod
-    def of_days(cls, pings: int, hook_bodies: int, outbox: int) -> Policy:
-        return cls(timedelta(days=pings), timedelta(days=hook_bodies), timedelta(days=outbox))
+    def of_days(cls, pings: int, hook_bodies: int, outbox: int, homes: int = 90) -> Policy:
+        return cls(
+            timedelta(days=pings),
+            timedelta(days=hook_bodies),
+            timedelta(days=outbox),
+            timedelta(days=homes),
+        )
 
 
 @dataclass(frozen=True)
@@ -91,6 +102,7 @@ def sweeps(policy: Policy) -> list[Sweep]:
         Sweep("heartbeat_pings", policy.pings, purge_pings),
         Sweep("received_events", policy.hook_bodies, purge_hook_bodies),
         Sweep("outbox", policy.outbox, purge_outbox),
+        Sweep("home_views", policy.homes, purge_homes),
     ]
 
 
@@ -103,6 +115,23 @@ def purge_pings(session: Session, before: datetime, limit: int) -> Deleted:
         .limit(limit)
     )
     return Deleted(_delete_ids(session, HeartbeatPing, oldest))
+
+
+def purge_homes(session: Session, before: datetime, limit: int) -> Deleted:
+    """Forget up to `limit` Home tabs last opened before `before` (and which integrations
+    each showed): they stop being published on every change until opened again."""
+    idle = (
+        select(HomeView.user_id)
+        .where(HomeView.opened_at < before)
+        .order_by(HomeView.opened_at)
+        .limit(limit)
+    )
+    users = list(session.scalars(idle))
+    if not users:
+        return Deleted(0)
+    session.execute(delete(HomeIntegration).where(HomeIntegration.user_id.in_(users)))
+    done = session.execute(delete(HomeView).where(HomeView.user_id.in_(users)))
+    return Deleted(_count(done))
 
 
 def purge_hook_bodies(session: Session, before: datetime, limit: int) -> Deleted:

@@ -18,6 +18,7 @@ from commands.catalog.state import review_due
 from commands.core.render import blocks as bk
 from commands.core.render.mrkdwn import escape, mention
 from commands.core.replies import Invocation, Reply
+from commands.home import queue as home
 from commands.permissions import audit
 from commands.permissions.check import permit_on
 from commands.permissions.people import Actor
@@ -107,6 +108,7 @@ def record_review(
         if claimed:
             session.refresh(nudge)
             edit_nudge(session, nudge, now, actions)
+    home.queue_for_integrations(session, [integ.id], now)
     next_due = review_due(integ, now)
     message = f"Review of `{escape(integ.id)}` recorded; the next one is due {next_due:%Y-%m-%d}."
     follow = follow_ups(review)

@@ -15,6 +15,7 @@ from storage.models.audit import AuditEntry
 from storage.models.base import NAMING, Base
 from storage.models.catalog import CatalogLoad, CatalogSetting, Integration, System
 from storage.models.changes import Change, ChangeCategory, ChangeSource
+from storage.models.home import HomeIntegration, HomeView
 from storage.models.maintenance import CalendarCopy, MaintenanceWindow
 from storage.models.monitors import (
     Heartbeat,
@@ -58,6 +59,8 @@ __all__ = [
     "Heartbeat",
     "HeartbeatPing",
     "HeartbeatStatus",
+    "HomeIntegration",
+    "HomeView",
     "Integration",
     "MaintenanceWindow",
     "MonthlyReport",

@@ -41,6 +41,9 @@ class OutboxKind(enum.StrEnum):
     # A picture for a channel: the worker renders the payload's Graphviz source to PNG and
     # uploads it.
     UPLOAD = "upload"
+    # views.publish of one person's Home tab, rendered when sent; its channel is
+    # "home:<user id>", so that publishes to one person are paced like a channel's writes.
+    HOME = "home"
 
 
 class OutboxMessage(Leased, Base):

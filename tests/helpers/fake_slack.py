@@ -52,6 +52,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from tests.helpers import fake_slack_views as views
+from tests.helpers.block_kit import message_errors
+
 JSON = dict[str, Any]
 
 ACCEPTED_TOKEN_PREFIXES = ("xoxb-", "xoxp-")
@@ -126,6 +129,8 @@ class FakeSlack:
         # WebSocket URL each call (FakeSocketMode.attach sets it to its open_url).
         self.socket_mode_url: Callable[[], str] | None = None
         self.uploads: dict[str, bytes] = {}
+        # Each person's Home tab as views.publish last left it.
+        self.homes: dict[str, JSON] = {}
         self._calls: list[Call] = []
         self._failures: dict[str, list[_Failure]] = {}
         self._files: dict[str, JSON] = {}
@@ -343,7 +348,8 @@ class FakeSlack:
             reply = self._failed(label) or self._upload(parts[2], headers, body)
         elif len(parts) >= 2 and parts[0] == "response":
             label = "response:" + "/".join(parts[1:])
-            reply = self._failed(label) or _Reply(200, {"ok": True})
+            refused = _invalid_blocks(args)
+            reply = self._failed(label) or _Reply(200, refused or {"ok": True})
         else:
             label = f"unknown:{split.path}"
             reply = _Reply(404, {"ok": False, "error": "not_found"})
@@ -499,31 +505,6 @@ class FakeSlack:
     def _permalink(self, channel: str, ts: str) -> str:
         return f"https://{self.team_domain}.slack.com/archives/{channel}/p{ts.replace('.', '')}"
 
-    def _view(self, args: JSON, view_id: str | None = None) -> JSON:
-        raw = _json_arg(args.get("view", {}))
-        view: JSON = dict(raw) if isinstance(raw, Mapping) else {}
-        view_id = view_id or self._next_id("V")
-        return {
-            "id": view_id,
-            "team_id": self.team_id,
-            "type": view.get("type", "modal"),
-            "blocks": view.get("blocks", []),
-            "private_metadata": view.get("private_metadata", ""),
-            "callback_id": view.get("callback_id", ""),
-            "state": {"values": {}},
-            "hash": f"{int(time.time())}.{view_id}",
-            "title": view.get("title"),
-            "submit": view.get("submit"),
-            "close": view.get("close"),
-            "clear_on_close": bool(view.get("clear_on_close", False)),
-            "notify_on_close": bool(view.get("notify_on_close", False)),
-            "external_id": args.get("external_id", view.get("external_id", "")),
-            "previous_view_id": None,
-            "root_view_id": view_id,
-            "app_id": self.app_id,
-            "bot_id": self.bot_id,
-        }
-
 
 # -- Web API methods -------------------------------------------------------------------------
 
@@ -557,6 +538,9 @@ def _post_message(fake: FakeSlack, args: JSON, token: str) -> JSON:
         return {"ok": False, "error": "no_text"}
     if "metadata" in args and not _valid_metadata(_json_arg(args["metadata"])):
         return {"ok": False, "error": "invalid_metadata_format"}
+    refused = _invalid_blocks(args)
+    if refused:
+        return refused
     ts = fake.next_ts()
     channel = _channel(args)
     message = fake._message(args, ts)
@@ -565,6 +549,9 @@ def _post_message(fake: FakeSlack, args: JSON, token: str) -> JSON:
 
 
 def _update(fake: FakeSlack, args: JSON, token: str) -> JSON:
+    refused = _invalid_blocks(args)
+    if refused:
+        return refused
     ts = str(args.get("ts", ""))
     # Tests may update a message this fake never saw posted; Slack would answer
     # message_not_found, but answering ok keeps such tests short.
@@ -578,7 +565,17 @@ def _update(fake: FakeSlack, args: JSON, token: str) -> JSON:
 
 
 def _post_ephemeral(fake: FakeSlack, args: JSON, token: str) -> JSON:
-    return {"message_ts": fake.next_ts()}
+    return _invalid_blocks(args) or {"message_ts": fake.next_ts()}
+
+
+def _invalid_blocks(args: JSON) -> JSON | None:
+    """Slack's answer to a message whose blocks it would refuse (tests/helpers/block_kit.py),
+    or None when they are fine."""
+    blocks = _json_arg(args["blocks"]) if "blocks" in args else []
+    errors = message_errors(blocks if isinstance(blocks, list) else [blocks])
+    if not errors:
+        return None
+    return {"ok": False, "error": "invalid_blocks", "errors": errors}
 
 
 def _delete(fake: FakeSlack, args: JSON, token: str) -> JSON:
@@ -747,14 +744,6 @@ def _permalink(fake: FakeSlack, args: JSON, token: str) -> JSON:
     }
 
 
-def _views_open(fake: FakeSlack, args: JSON, token: str) -> JSON:
-    return {"view": fake._view(args)}
-
-
-def _views_update(fake: FakeSlack, args: JSON, token: str) -> JSON:
-    return {"view": fake._view(args, view_id=args.get("view_id") or None)}
-
-
 def _users_info(fake: FakeSlack, args: JSON, token: str) -> JSON:
     """users.info: a full member of the fake's workspace unless ``fake.users`` says otherwise,
     shaped like the typical success response in Slack's documentation of the method."""
@@ -877,9 +866,10 @@ _API_METHODS: dict[str, Callable[[FakeSlack, JSON, str], JSON]] = {
     "conversations.history": _history,
     "conversations.replies": _replies,
     "chat.getPermalink": _permalink,
-    "views.open": _views_open,
-    "views.push": _views_open,
-    "views.update": _views_update,
+    "views.open": views.views_open,
+    "views.push": views.views_open,
+    "views.update": views.views_update,
+    "views.publish": views.views_publish,
     "users.info": _users_info,
     "usergroups.users.list": _usergroup_members,
     "conversations.info": _conversations_info,

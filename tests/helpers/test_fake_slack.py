@@ -492,3 +492,38 @@ def test_people_methods_can_be_failed_and_delayed(
     assert (failed.status, limited.status, slow.status) == (500, 429, 200)
     assert slow.answered - slow.received >= 0.3
     assert failed.answered - failed.received < 0.3
+
+
+def test_blocks_slack_would_refuse_are_refused_as_invalid_blocks_and_not_kept(
+    fake: FakeSlack, client: WebClient
+):
+    too_long = [{"type": "section", "text": {"type": "mrkdwn", "text": "x" * 3001}}]
+    with pytest.raises(SlackApiError) as refused:
+        client.chat_postMessage(channel="C111", text="t", blocks=too_long)
+    assert refused.value.response["error"] == "invalid_blocks"
+    assert refused.value.response["errors"] == [
+        "blocks[0].text.text: must be at most 3000 characters"
+    ]
+    assert fake.messages("C111") == []
+    posted = client.chat_postMessage(channel="C111", text="t", blocks=[])
+    with pytest.raises(SlackApiError):
+        client.chat_update(channel="C111", ts=posted["ts"], text="t", blocks=too_long * 51)
+
+
+def test_views_publish_keeps_each_persons_home_and_refuses_a_view_slack_would(
+    fake: FakeSlack, client: WebClient
+):
+    block = {"type": "section", "text": {"type": "mrkdwn", "text": "hi"}}
+    first = client.views_publish(user_id="U1", view={"type": "home", "blocks": [block]})
+    again = client.views_publish(user_id="U1", view={"type": "home", "blocks": [block, block]})
+    assert first["view"]["id"] == again["view"]["id"]  # one Home per person, replaced
+    assert len(fake.homes["U1"]["blocks"]) == 2
+    with pytest.raises(SlackApiError) as refused:
+        client.views_publish(user_id="U1", view={"type": "home", "blocks": [block] * 101})
+    assert refused.value.response["error"] == "invalid_arguments"
+    assert refused.value.response["response_metadata"]["messages"] == [
+        "[ERROR] blocks: must have at most 100 items"
+    ]
+    assert len(fake.homes["U1"]["blocks"]) == 2
+    with pytest.raises(SlackApiError):
+        client.views_publish(user_id="U1", view={"type": "modal", "blocks": [block]})

@@ -177,15 +177,25 @@ def test_a_limit_smaller_than_the_rows_deletes_them_all_over_several_transaction
             last = runs.last_run(session)
         assert last is not None and last.next_at == clock.now
         clock.now += timedelta(seconds=30)
-        assert sweep.run_once() == {"heartbeat_pings": 10, "received_events": 0, "outbox": 0}
+        assert sweep.run_once() == {
+            "heartbeat_pings": 10,
+            "received_events": 0,
+            "outbox": 0,
+            "home_views": 0,
+        }
         clock.now += timedelta(seconds=30)
-        assert sweep.run_once() == {"heartbeat_pings": 3, "received_events": 0, "outbox": 0}
+        assert sweep.run_once() == {
+            "heartbeat_pings": 3,
+            "received_events": 0,
+            "outbox": 0,
+            "home_views": 0,
+        }
     finally:
         event.remove(runtime.engine, "commit", committed)
     assert rows(runtime, HeartbeatPing.id) == []
     # Every batch its own transaction: per run a claim and a record of what it deleted, the
-    # pings in 2 + 2 + 1 batches, and one batch each of the two other tables.
-    assert len(commits) == 3 * 2 + (2 + 2 + 1) + 3 * 2
+    # pings in 2 + 2 + 1 batches, and one batch each of the three other tables.
+    assert len(commits) == 3 * 2 + (2 + 2 + 1) + 3 * 3
 
 
 def test_two_processes_ticking_together_sweep_once_an_hour(runtime, make_runtime, clock):

@@ -65,7 +65,13 @@ def blocks_to_text(blocks: list[Block], fallback: str = "") -> str:
             out += [title, "=" * min(len(title), 72)]
         elif kind == "section":
             if block.get("text"):
-                out.append(_text_of(block["text"]))
+                accessory = block.get("accessory") or {}
+                button = (
+                    f" [{_text_of(accessory.get('text'))}]"
+                    if accessory.get("type") == "button"
+                    else ""
+                )
+                out.append(_text_of(block["text"]) + button)
             for field in block.get("fields", []):
                 out.append("  " + _text_of(field).replace("\n", " "))
         elif kind == "context":
