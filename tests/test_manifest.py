@@ -126,6 +126,11 @@ def test_the_bot_events_are_exactly_those_the_bot_handles(manifest: dict[str, An
     assert sorted(events) == sorted(wire_ids.BOT_EVENTS)
 
 
+def test_the_home_tab_is_enabled_and_its_opening_is_subscribed(manifest: dict[str, Any]) -> None:
+    assert manifest["features"]["app_home"]["home_tab_enabled"] is True
+    assert "app_home_opened" in manifest["settings"]["event_subscriptions"]["bot_events"]
+
+
 def test_every_slack_request_goes_to_the_one_events_url(manifest: dict[str, Any]) -> None:
     settings = manifest["settings"]
     urls = {

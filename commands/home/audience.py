@@ -7,15 +7,13 @@ the overview at its foot shows the rest.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-
-from sqlalchemy.orm import Session
 
 from commands.catalog.spec import Admins
 from commands.catalog.views import integration_spec
 from commands.permissions.people import Directory, Person
 from commands.permissions.roles import Role, Roles
-from storage import queries
 from storage.models import Integration
 
 # The order a person's roles are named in, most responsible first.
@@ -34,10 +32,12 @@ class Mine:
         return ", ".join(role.value for role in ROLE_ORDER if role in self.roles)
 
 
-def responsible_for(session: Session, person: Person, directory: Directory) -> list[Mine]:
-    """The integrations `person` is owner, backup or team member of, by id."""
+def responsible_for(
+    person: Person, directory: Directory, integrations: Sequence[Integration]
+) -> list[Mine]:
+    """Those of `integrations` that `person` is owner, backup or team member of."""
     found: list[Mine] = []
-    for integ in queries.integrations(session):
+    for integ in integrations:
         spec = integration_spec(integ)
         # No admins: being one makes nothing anyone's own (see above), and asking Slack
         # for the admins' group would cost a lookup for nothing.

@@ -8,6 +8,7 @@ monitors that are failing, vendor incidents, reviews, and planned work this week
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -104,12 +105,14 @@ class HomeContent:
 
 def gather(
     session: Session,
+    everything: Sequence[Integration],
     mine: list[Mine],
     now: datetime,
     system_filter: str | None = None,
     notice: str | None = None,
 ) -> HomeContent:
-    everything = list(queries.integrations(session))
+    """What the Home of the person who answers for `mine` shows, out of `everything` (the
+    catalog's integrations, read once for both)."""
     counts = queries.open_alert_counts(session)
     silenced = queries.silenced_integrations(session, now)
     reviewed = queries.last_reviews(session)
@@ -258,7 +261,7 @@ def _scope_words(scope: str, scope_id: str) -> str:
 
 def _overview(
     session: Session,
-    everything: list[Integration],
+    everything: Sequence[Integration],
     counts: dict[str, int],
     silenced: set[str],
     reviewed: dict[str, datetime],

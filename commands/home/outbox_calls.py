@@ -7,12 +7,13 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from commands.home.audience import Mine, responsible_for
+from commands.home.audience import responsible_for
 from commands.home.content import gather
 from commands.home.queue import rendering, user_of
 from commands.home.view import HomeActions, home_view
 from commands.outbox.calls import Call, Job, Later, Renderer, Unsendable
 from commands.permissions.people import Directory, Person, UserKind
+from storage import queries
 
 # How long the answer to a click in the Home stays at its top.
 NOTICE_SHOWN = timedelta(minutes=10)
@@ -26,7 +27,8 @@ def home_renderer(directory: Directory, actions: HomeActions) -> Renderer:
         if not user:
             raise Unsendable(f"{job.channel!r} is not a person's Home")
         person = _person(directory, user)
-        mine = responsible_for(session, person, directory)
+        everything = queries.integrations(session)
+        mine = responsible_for(person, directory, everything)
         # Written before anything is read for the view: a change committed from here on
         # asks for a publish of its own, and one committed before is in what is read below.
         view_row = rendering(session, user, [m.integ.id for m in mine])
@@ -34,7 +36,8 @@ def home_renderer(directory: Directory, actions: HomeActions) -> Renderer:
             raise Unsendable(f"the Home of {user} was forgotten (not opened for long)")
         fresh = view_row.notice_at is not None and now - view_row.notice_at < NOTICE_SHOWN
         notice = view_row.notice if fresh else None
-        view = build(session, person, mine, now, actions, view_row.system_filter, notice)
+        content = gather(session, everything, mine, now, view_row.system_filter, notice)
+        view = home_view(content, actions, buttons=person.is_member, member=person.is_member)
         return Call(channel=job.channel, text="", home_of=user, view=view)
 
     return render
@@ -45,19 +48,8 @@ def preview(
 ) -> dict[str, Any]:
     """The Home `user` would see now, remembering nothing (the console's `home`)."""
     person = _person(directory, user)
-    return build(session, person, responsible_for(session, person, directory), now, actions)
-
-
-def build(
-    session: Session,
-    person: Person,
-    mine: list[Mine],
-    now: datetime,
-    actions: HomeActions,
-    system_filter: str | None = None,
-    notice: str | None = None,
-) -> dict[str, Any]:
-    content = gather(session, mine, now, system_filter, notice)
+    everything = queries.integrations(session)
+    content = gather(session, everything, responsible_for(person, directory, everything), now)
     return home_view(content, actions, buttons=person.is_member, member=person.is_member)
 
 
