@@ -54,9 +54,9 @@ def record_transition_of(
             "reason": reason,
         },
     )
-    # Every change of an alert's state passes here: the Homes that show its integration
-    # are published again (commands/home/queue.py says why this costs nothing without one).
-    home.queue_for_alert(session, alert_id, now)
+    # Every change of an alert's state passes here: the Homes that show its integration are
+    # published again, asked for once when the transaction commits (commands/home/queue.py).
+    home.alert_changed(session, alert_id, now)
 
 
 def queue_change(session: Session, alert: Alert, now: datetime, note: str | None) -> None:

@@ -2,6 +2,8 @@
 
 A change to an integration asks for the Homes that show it (`home_integrations`, written
 when each Home is rendered): one statement that also tells whether one is already waiting.
+An alert's changes are asked for once per transaction, when it commits (`alert_changed`),
+so that a batch of new alerts at intake costs one statement, not one per alert.
 `home_views.publish_queued_at` is set when a publish is queued and cleared when the worker
 renders it, so a storm of a thousand alerts queues one publish per Home while the first
 waits, and the outbox paces the rest (`commands.outbox.results.HOME_PACE`). People who
@@ -13,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, event, insert, select, update
 from sqlalchemy.orm import Session
 
 from storage.db import table_of
@@ -61,19 +63,22 @@ _MARK_FOR_INTEGRATION = (
     .values(publish_queued_at=bindparam("p_now"))
     .returning(_views.c.user_id)
 )
-_MARK_FOR_ALERT = (
+_MARK_FOR_ALERTS = (
     update(_views)
     .where(
         _views.c.publish_queued_at.is_(None),
         _views.c.user_id.in_(
             select(_shown.c.user_id)
             .join(_alerts, _alerts.c.integration_id == _shown.c.integration_id)
-            .where(_alerts.c.id == bindparam("p_alert"))
+            .where(_alerts.c.id.in_(bindparam("p_alerts", expanding=True)))
         ),
     )
     .values(publish_queued_at=bindparam("p_now"))
     .returning(_views.c.user_id)
 )
+# Alerts changed in a transaction, and when, until it commits (see `alert_changed`).
+_CHANGED = "integ_home_changed_alerts"
+_CHUNK = 500  # ids per statement: far below any database's limit on parameters
 
 
 def _queue(session: Session, users: Iterable[str], now: datetime) -> int:
@@ -94,10 +99,42 @@ def _queue(session: Session, users: Iterable[str], now: datetime) -> int:
     return len(rows)
 
 
-def queue_for_alert(session: Session, alert_id: int, now: datetime) -> int:
-    """Ask for every Home that shows the alert's integration; how many were queued."""
-    found = session.connection().execute(_MARK_FOR_ALERT, {"p_alert": alert_id, "p_now": now})
-    return _queue(session, found.scalars().all(), now)
+def alert_changed(session: Session, alert_id: int, now: datetime) -> None:
+    """The alert's state changed in this transaction: the Homes that show its integration
+    are asked for when it commits, in one statement for all its alerts. A storm's batch of a
+    hundred new alerts then costs one statement, not one per alert."""
+    changed: tuple[set[int], datetime] | None = session.info.get(_CHANGED)
+    if changed is None:
+        session.info[_CHANGED] = ({alert_id}, now)
+    else:
+        changed[0].add(alert_id)
+        session.info[_CHANGED] = (changed[0], max(changed[1], now))
+
+
+def queue_for_alerts(session: Session, alert_ids: Iterable[int], now: datetime) -> int:
+    """Ask for every Home that shows one of these alerts' integrations; how many were
+    queued."""
+    ids = sorted(set(alert_ids))
+    users: list[str] = []
+    for at in range(0, len(ids), _CHUNK):
+        found = session.connection().execute(
+            _MARK_FOR_ALERTS, {"p_alerts": ids[at : at + _CHUNK], "p_now": now}
+        )
+        users += found.scalars().all()
+    return _queue(session, users, now)
+
+
+@event.listens_for(Session, "before_commit")
+def _ask_for_homes(session: Session) -> None:
+    changed = session.info.pop(_CHANGED, None)
+    if changed is not None:
+        queue_for_alerts(session, changed[0], changed[1])
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_changes(session: Session, previous_transaction: object) -> None:
+    # Rolled back: those changes never happened.
+    session.info.pop(_CHANGED, None)
 
 
 def queue_for_integrations(session: Session, integration_ids: Iterable[str], now: datetime) -> int:
