@@ -19,6 +19,7 @@ from bot.deps import Deps
 from bot.listeners.actors import actor_of
 from commands.home import queue as home
 from commands.home.view import ALL_SYSTEMS, HomeActions
+from commands.permissions.check import permit
 from commands.permissions.people import Surface
 from commands.permissions.rules import Action
 from commands.reviews import actions as reviews
@@ -96,10 +97,16 @@ def register(app: App, deps: Deps, notify: Callable[[], None]) -> None:
         ack()
         action = (body.get("actions") or [{}])[0]
         picked = str((action.get("selected_option") or {}).get("value") or ALL_SYSTEMS)
-        user = str((body.get("user") or {}).get("id") or "")
-        if not user:
+        actor = actor_of(deps, body, Surface.HOME)
+        if not actor.user_id:
             return
         with transaction(deps.sessions) as session:
-            known = picked != ALL_SYSTEMS and queries.system(session, picked) is not None
-            home.narrow(session, user, picked if known else None, deps.clock())
+            # What the overview shows is what `/integ status` shows anyone; the choice is
+            # the clicker's own, kept on their Home only.
+            refused = permit(session, actor, Action.STATUS, None, deps.clock(), "home menu")
+            if refused is not None:
+                home.tell(session, actor.user_id, refused.message, deps.clock())
+            else:
+                known = picked != ALL_SYSTEMS and queries.system(session, picked) is not None
+                home.narrow(session, actor.user_id, picked if known else None, deps.clock())
         notify()

@@ -76,8 +76,9 @@ class CatalogWatcher:
                         self._refuse_older(sha, written, applied)
                         return False
                     result = sync_catalog(session, catalog, str(self.path), self.clock())
-                    # Who answers for what may have changed: every Home is published again.
-                    home.queue_all(session, self.clock())
+                    if result.changed:
+                        # Who answers for what may have changed: every Home is published.
+                        home.everyone_changed(session, self.clock())
                 break
             except IntegrityError:
                 # Another process inserted the same rows first; the second pass updates them.

@@ -32,6 +32,7 @@ from bot.workers.database_health import DatabaseHealth
 from bot.workers.retention import Retention
 from commands.alerts.schedule import due_escalations, escalate, post_after_silence
 from commands.core import slack_events
+from commands.home.queue import due_refreshes
 from commands.maintenance.windows import open_catalog_windows, tell_ended, vendor_windows
 from commands.monitors.heartbeats import raise_missed
 from commands.outages.detect import (
@@ -163,6 +164,8 @@ def tick_duties(deps: Deps, watcher: CatalogWatcher) -> list[Duty]:
         Duty("escalations", escalations),
         Duty("outages", in_transaction(_outages, outage_threshold(deps.settings))),
         Duty("silences_ended", in_transaction(post_after_silence)),
+        # Home tabs in use whose last publish is a few minutes old (commands/home/queue.py).
+        Duty("homes", in_transaction(due_refreshes)),
         Duty("reviews", reviews),
         Duty("slack_events_pruned", pruned_slack_events),
         # At most once an hour across every process; see bot/workers/retention.py.

@@ -109,8 +109,11 @@ class OutboxWorker:
     # A chart spec to PNG (matplotlib in a child process); a seam as `render_png` is.
     render_chart: Callable[[dict[str, Any]], bytes] = charts.render_chart_png
     _wake: threading.Event = field(default_factory=threading.Event, init=False)
+    _wake_homes: threading.Event = field(default_factory=threading.Event, init=False)
     _stopping: threading.Event = field(default_factory=threading.Event, init=False)
-    _thread: threading.Thread | None = field(default=None, init=False)
+    # The messages' thread, and the Home tabs' (a Home's render reads the whole catalog:
+    # on a thread of its own it never holds up an alert).
+    _threads: list[threading.Thread] = field(default_factory=list, init=False)
     _gauge_at: float = field(default=0.0, init=False)
     # Draws and uploads the diagrams, started and stopped with this worker.
     diagrams: DiagramPool = field(init=False)
@@ -127,30 +130,43 @@ class OutboxWorker:
     # -- the loop ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
+        if self.running:
             return
         self._stopping.clear()
-        self._thread = threading.Thread(
-            target=self._loop, name=f"outbox-{self.worker_id}", daemon=True
-        )
-        self._thread.start()
+        self._threads = [
+            threading.Thread(
+                target=self._loop, args=(homes, wake), name=f"{name}-{self.worker_id}", daemon=True
+            )
+            for homes, wake, name in (
+                (False, self._wake, "outbox"),
+                (True, self._wake_homes, "outbox-home"),
+            )
+        ]
+        for thread in self._threads:
+            thread.start()
         self.diagrams.start()
+
+    @property
+    def running(self) -> bool:
+        return any(thread.is_alive() for thread in self._threads)
 
     def stop(self, timeout: float = STOP_WAIT) -> None:
         deadline = time.monotonic() + timeout
         self._stopping.set()
         self._wake.set()
+        self._wake_homes.set()
         # Told now, so that the diagrams wind down together with this thread, in `timeout`.
         self.diagrams.ask_to_stop()
-        if self._thread is not None:
+        if self._threads:
             # A Slack call in flight that ends in time is recorded. One that does not is
             # handed back, so that the process stops within Docker's 10 s and the next start
             # sends it at once (after looking whether Slack got it) rather than when the
             # lease runs out.
-            self._thread.join(timeout)
-            if self._thread.is_alive():
+            for thread in self._threads:
+                thread.join(max(deadline - time.monotonic(), 0.0))
+            if any(thread.is_alive() for thread in self._threads):
                 self._hand_back()
-            self._thread = None
+            self._threads = []
         self.diagrams.stop(max(deadline - time.monotonic(), 0.0))
 
     def _hand_back(self) -> None:
@@ -165,13 +181,14 @@ class OutboxWorker:
     def notify(self) -> None:
         """Something was queued: look now rather than at the next poll."""
         self._wake.set()
+        self._wake_homes.set()
         self.diagrams.notify()
 
-    def _loop(self) -> None:
+    def _loop(self, homes: bool, wake: threading.Event) -> None:
         limit = 50
         while not self._stopping.is_set():
             # Cleared before looking, so a notify() that arrives while sending is not lost.
-            self._wake.clear()
+            wake.clear()
             started = time.monotonic()
             if self.deps.database.down:
                 # Nothing could be claimed or recorded; the database is asked again every
@@ -180,7 +197,7 @@ class OutboxWorker:
                 continue
             since = self.deps.clock()
             try:
-                sent = self._send_messages(limit)
+                sent = self._send_messages(limit, homes=homes)
             except Exception as exc:
                 # The database or a bug; the rows are safe, so log and look again later
                 # rather than let the thread die and leave every message unsent.
@@ -191,7 +208,7 @@ class OutboxWorker:
                 self._stopping.wait(1.0)
                 continue
             if sent < limit:
-                self._wake.wait(self.poll_seconds)
+                wake.wait(self.poll_seconds)
                 # Every hook notifies; during an intake burst that meant dozens of passes a
                 # second for a few sends (bench/README.md, intake findings). Pacing allows
                 # one write per channel per second, so looking at most every 100 ms loses
@@ -204,12 +221,14 @@ class OutboxWorker:
         """Send what is due now, diagrams too, in the calling thread; return how many
         messages Slack accepted. The running worker splits this: its thread sends the
         messages, the diagram threads the diagrams."""
-        return self._send_messages(limit) + self.diagrams.run_once(limit)
+        sent = self._send_messages(limit) + self._send_messages(limit, homes=True)
+        return sent + self.diagrams.run_once(limit)
 
-    def _send_messages(self, limit: int) -> int:
-        self._update_gauge()
+    def _send_messages(self, limit: int, *, homes: bool = False) -> int:
+        if not homes:
+            self._update_gauge()
         sent = 0
-        for message_id in self._candidates(self.deps.clock(), limit):
+        for message_id in self._candidates(self.deps.clock(), limit, homes):
             # The time of the claim itself, not of the pass: after a few slow calls earlier in
             # the pass, an old time would start this claim's lease already part spent.
             job = self._claim(message_id, self.deps.clock())
@@ -217,9 +236,10 @@ class OutboxWorker:
                 sent += 1
         return sent
 
-    def _candidates(self, now: datetime, limit: int) -> list[int]:
+    def _candidates(self, now: datetime, limit: int, homes: bool = False) -> list[int]:
         with transaction(self.deps.sessions) as session:
-            return claims.candidates(session, now, self.deps.lease_clock(session), limit)
+            lease_now = self.deps.lease_clock(session)
+            return claims.candidates(session, now, lease_now, limit, homes=homes)
 
     def _claim(self, message_id: int, now: datetime) -> Job | None:
         try:
@@ -358,7 +378,8 @@ class OutboxWorker:
         return Outcome(Result.OK, delivered=delivered, http_status=200)
 
     def _prepare(self, job: Job) -> Call:
-        """Render what to send now; read-only, and done after the claim committed."""
+        """Render what to send now, after the claim committed (a Home's render also records
+        what it shows: commands/home)."""
         if job.kind == OutboxKind.UPLOAD:
             return self._prepare_upload(job)
         renderer = self.renderers.get(OutboxKind(job.kind)) if job.kind in KINDS else None
@@ -401,7 +422,8 @@ class OutboxWorker:
         OUTBOX_ATTEMPTS.labels(outcome.result.value).inc()
         if outcome.result == Result.OK:
             OUTBOX_SENT.labels(job.kind).inc()
-            OUTBOX_DELAY.observe(max((now - job.created_at).total_seconds(), 0.0))
+            if job.kind != OutboxKind.HOME:  # a Home is not a message people wait for
+                OUTBOX_DELAY.observe(max((now - job.created_at).total_seconds(), 0.0))
             return True
         return False
 

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from commands.catalog.views import integration_spec
 from commands.core.durations import format_duration, parse_duration
 from commands.core.render.mrkdwn import mention
+from commands.home import queue as home
 from commands.hours.working import held_until
 from commands.outbox import queue as outbox
 from storage import leases, queries
@@ -138,5 +139,6 @@ def post_after_silence(session: Session, now: datetime) -> int:
         if not claimed:
             continue
         outbox.enqueue(session, kind=outbox.POST, channel=integ.channel, now=now, alert_id=alert.id)
+        home.integrations_changed(session, [integ.id], now)  # no longer silenced
         posted += 1
     return posted

@@ -104,7 +104,7 @@ def silence(
     if replaced:
         note += " This replaces the silence that was running."
     outbox.queue_message(session, channel=integ.channel, now=now, text=note)
-    home.queue_for_integrations(session, [integ.id], now)
+    home.integrations_changed(session, [integ.id], now)
     return Outcome(
         True,
         f":no_bell: Alerts for *{escape(integ.name)}* are silenced for {format_duration(length)}"
@@ -125,7 +125,7 @@ def unsilence(session: Session, integ: Integration, user_id: str, now: datetime)
         text=f":bell: {mention(user_id)} ended the silence of *{escape(integ.name)}*; "
         "alerts it held back are posted now.",
     )
-    home.queue_for_integrations(session, [integ.id], now)
+    home.integrations_changed(session, [integ.id], now)
     return Outcome(True, f":bell: *{escape(integ.name)}* is no longer silenced.")
 
 

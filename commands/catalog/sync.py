@@ -28,6 +28,12 @@ class SyncResult:
     restored: list[str]
     admins_changed: bool = False
 
+    @property
+    def changed(self) -> bool:
+        return bool(
+            self.added or self.updated or self.removed or self.restored or self.admins_changed
+        )
+
     def summary(self) -> str:
         parts = [
             f"{len(getattr(self, name))} {name}"

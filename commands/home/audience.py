@@ -8,6 +8,7 @@ the overview at its foot shows the rest.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 from commands.catalog.spec import Admins
@@ -33,16 +34,29 @@ class Mine:
 
 
 def responsible_for(
-    person: Person, directory: Directory, integrations: Sequence[Integration]
+    person: Person,
+    directory: Directory,
+    integrations: Sequence[Integration],
+    previously: AbstractSet[str] = frozenset(),
 ) -> list[Mine]:
-    """Those of `integrations` that `person` is owner, backup or team member of."""
+    """Those of `integrations` that `person` is owner, backup or team member of. A team
+    Slack cannot list just now counts as it did at the last render (`previously`: the
+    integrations that Home showed), rather than as one they left."""
     found: list[Mine] = []
     for integ in integrations:
         spec = integration_spec(integ)
         # No admins: being one makes nothing anyone's own (see above), and asking Slack
         # for the admins' group would cost a lookup for nothing.
-        roles = Roles(integ.owner, tuple(spec.backups), spec.team, Admins())
-        held = roles.held_by(person, directory)
+        held = set(
+            Roles(integ.owner, tuple(spec.backups), None, Admins()).held_by(person, directory)
+        )
+        if spec.team is not None:
+            members = directory.group_members(spec.team)
+            if members is None:
+                if integ.id in previously:
+                    held.add(Role.TEAM)
+            elif person.user_id in members:
+                held.add(Role.TEAM)
         if held:
             found.append(Mine(integ, frozenset(held)))
     return found

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import case, func, or_, select
 from sqlalchemy.orm import Session
 
 from commands.catalog.state import Health, health, review_due
@@ -36,6 +36,8 @@ from storage.models import (
 # Reviews are shown this long before they are due: enough to plan one in.
 REVIEW_AHEAD = timedelta(days=14)
 SEVERITY_RANK = {"critical": 0, "error": 1, "warning": 2, "info": 3}
+# More than a Home shows (commands/home/view.py); the rest are counted, not read.
+ALERTS_LISTED = 30
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,8 @@ class Overview:
 class HomeContent:
     now: datetime
     mine: list[MyIntegration]
-    alerts: list[Alert]
+    alerts: list[Alert]  # the first ALERTS_LISTED, most urgent first
+    open_alerts: int
     monitors: list[Monitor]
     incidents: list[VendorNotice]
     reviews: list[ReviewDue]
@@ -136,10 +139,12 @@ def gather(
         ),
         key=lambda r: (r.due, r.integ.id),
     )
+    alerts, open_alerts = _open_alerts(session, mine_ids)
     return HomeContent(
         now=now,
         mine=mine_rows,
-        alerts=_open_alerts(session, mine_ids),
+        alerts=alerts,
+        open_alerts=open_alerts,
         monitors=_monitors(session, mine_ids, now),
         incidents=_notices(session, [s.id for s in systems], NoticeKind.INCIDENT),
         reviews=reviews,
@@ -153,24 +158,25 @@ def _by_id(system: System) -> str:
     return system.id
 
 
-def _open_alerts(session: Session, integration_ids: list[str]) -> list[Alert]:
+def _open_alerts(session: Session, integration_ids: list[str]) -> tuple[list[Alert], int]:
+    """The first ALERTS_LISTED open alerts, and how many are open."""
     if not integration_ids:
-        return []
-    found = session.scalars(
-        select(Alert).where(
-            Alert.integration_id.in_(integration_ids), Alert.status.in_(queries.OPEN_STATUSES)
-        )
-    ).all()
+        return [], 0
+    where = (Alert.integration_id.in_(integration_ids), Alert.status.in_(queries.OPEN_STATUSES))
+    count = session.scalar(select(func.count()).select_from(Alert).where(*where)) or 0
     # Firing before acknowledged (someone is on those), then the most severe, the oldest.
-    return sorted(
-        found,
-        key=lambda a: (
-            a.status != "firing",
-            SEVERITY_RANK.get(a.severity, len(SEVERITY_RANK)),
-            a.first_seen_at,
-            a.id,
-        ),
-    )
+    first = session.scalars(
+        select(Alert)
+        .where(*where)
+        .order_by(
+            case((Alert.status == "firing", 0), else_=1),
+            case(SEVERITY_RANK, value=Alert.severity, else_=len(SEVERITY_RANK)),
+            Alert.first_seen_at,
+            Alert.id,
+        )
+        .limit(ALERTS_LISTED)
+    ).all()
+    return list(first), count
 
 
 def _monitors(session: Session, integration_ids: list[str], now: datetime) -> list[Monitor]:

@@ -1,24 +1,37 @@
 """Asking for a Home tab to be published again, cheaply and at most once at a time.
 
-A change to an integration asks for the Homes that show it (`home_integrations`, written
-when each Home is rendered): one statement that also tells whether one is already waiting.
-An alert's changes are asked for once per transaction, when it commits (`alert_changed`),
-so that a batch of new alerts at intake costs one statement, not one per alert.
-`home_views.publish_queued_at` is set when a publish is queued and cleared when the worker
-renders it, so a storm of a thousand alerts queues one publish per Home while the first
-waits, and the outbox paces the rest (`commands.outbox.results.HOME_PACE`). People who
-never opened the Home have no row, and a change costs them nothing.
+A Home is published through the outbox (a HOME row, rendered when it is sent). What asks for
+one:
+
+- a change to what it shows: an alert's state (`alert_changed`, from every transition), an
+  integration's silence, review or maintenance window, a vendor incident on one of its
+  systems (`integrations_changed`), the catalog (`everyone_changed`). These are gathered in
+  the session and asked for once, when the transaction commits: a batch of a hundred new
+  alerts at intake costs one statement, not one per alert. The Homes asked for are those
+  whose last render showed one of those integrations (`home_integrations`).
+- the person opening it (`opened`), a click answered in it (`tell`), its system menu
+  (`narrow`), and a refresh every few minutes while it is in use (`due_refreshes`), for
+  what changes with time alone: a heartbeat running late, a review falling due.
+
+`home_views.publish_queued_at` marks a Home whose publish is queued and not yet claimed:
+while it is set, changes ask for nothing more, since that publish is rendered after them.
+The claim clears it (`claimed`), in its own transaction, before the render reads anything; a
+change locks the Homes it asks for (in user order, on PostgreSQL) before it looks at the
+mark, so a claim's clearing waits for it, and the render that follows sees it. People who
+never opened their Home have no row, and changes cost them nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import datetime
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, delete, event, insert, select, update
+from sqlalchemy import bindparam, delete, event, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from storage.db import table_of
+from storage import leases
+from storage.db import insert_for, table_of
 from storage.models import (
     Alert,
     HomeIntegration,
@@ -30,11 +43,35 @@ from storage.models import (
 
 HOME = OutboxKind.HOME
 _PREFIX = "home:"
+# The pace key of every Home at once: Slack limits views.publish per workspace, so a 429 on
+# one person's Home holds back everyone's (commands/outbox/results.py).
+ALL_HOMES = "home:*"
+# A mark older than this is taken for lost (its row failed before a claim could clear it,
+# under a release that did not know HOME rows, say), so that no Home stays frozen.
+STALE_MARK = timedelta(minutes=10)
+# Homes opened within RECENTLY are published again when their last render is older than
+# REFRESH, so that what changes with time alone shows without waiting for an event.
+RECENTLY = timedelta(days=1)
+REFRESH = timedelta(minutes=10)
+_CHUNK = 500  # ids per statement: far below any database's limit on parameters
 
 _views = table_of(HomeView)
 _shown = table_of(HomeIntegration)
 _alerts = table_of(Alert)
-_INSERT = insert(table_of(OutboxMessage))
+_outbox = table_of(OutboxMessage)
+_INSERT = insert(_outbox)
+_MARK = (
+    update(_views)
+    .where(
+        _views.c.user_id.in_(bindparam("p_users", expanding=True)),
+        or_(
+            _views.c.publish_queued_at.is_(None),
+            _views.c.publish_queued_at < bindparam("p_stale", type_=_views.c.opened_at.type),
+        ),
+    )
+    .values(publish_queued_at=bindparam("p_now", type_=_views.c.opened_at.type))
+    .returning(_views.c.user_id)
+)
 
 
 def home_channel(user_id: str) -> str:
@@ -44,44 +81,105 @@ def home_channel(user_id: str) -> str:
 
 def user_of(channel: str) -> str | None:
     """The person whose Home an outbox channel is, or None for a real channel."""
-    return channel.removeprefix(_PREFIX) if channel.startswith(_PREFIX) else None
+    if not channel.startswith(_PREFIX) or channel == ALL_HOMES:
+        return None
+    return channel.removeprefix(_PREFIX)
 
 
-def _mark(now: datetime) -> dict[str, datetime]:
-    return {"publish_queued_at": now}
+# -- changes, asked for at commit -------------------------------------------------------------
 
 
-# Sets the mark only where it was clear, and says where: those Homes get a row each.
-_MARK_FOR_INTEGRATION = (
-    update(_views)
-    .where(
-        _views.c.publish_queued_at.is_(None),
-        _views.c.user_id.in_(
-            select(_shown.c.user_id).where(_shown.c.integration_id == bindparam("p_integration"))
-        ),
-    )
-    .values(publish_queued_at=bindparam("p_now"))
-    .returning(_views.c.user_id)
-)
-_MARK_FOR_ALERTS = (
-    update(_views)
-    .where(
-        _views.c.publish_queued_at.is_(None),
-        _views.c.user_id.in_(
-            select(_shown.c.user_id)
-            .join(_alerts, _alerts.c.integration_id == _shown.c.integration_id)
-            .where(_alerts.c.id.in_(bindparam("p_alerts", expanding=True)))
-        ),
-    )
-    .values(publish_queued_at=bindparam("p_now"))
-    .returning(_views.c.user_id)
-)
-# Alerts changed in a transaction, and when, until it commits (see `alert_changed`).
-_CHANGED = "integ_home_changed_alerts"
-_CHUNK = 500  # ids per statement: far below any database's limit on parameters
+@dataclass
+class _Changes:
+    now: datetime
+    alerts: set[int] = field(default_factory=set)
+    integrations: set[str] = field(default_factory=set)
+    everyone: bool = False
 
 
-def _queue(session: Session, users: Iterable[str], now: datetime) -> int:
+_CHANGES = "integ_home_changes"
+
+
+def _changes(session: Session, now: datetime) -> _Changes:
+    found: _Changes | None = session.info.get(_CHANGES)
+    if found is None:
+        found = session.info[_CHANGES] = _Changes(now)
+    found.now = max(found.now, now)
+    return found
+
+
+def alert_changed(session: Session, alert_id: int, now: datetime) -> None:
+    """The alert's state changed in this transaction: the Homes showing its integration are
+    asked for when it commits."""
+    _changes(session, now).alerts.add(alert_id)
+
+
+def integrations_changed(session: Session, integration_ids: Iterable[str], now: datetime) -> None:
+    """Something these integrations' Homes show changed in this transaction."""
+    _changes(session, now).integrations.update(integration_ids)
+
+
+def everyone_changed(session: Session, now: datetime) -> None:
+    """Every Home is asked for when this transaction commits (the catalog changed: who
+    answers for what may have too)."""
+    _changes(session, now).everyone = True
+
+
+@event.listens_for(Session, "before_commit")
+def _ask_for_homes(session: Session) -> None:
+    changes: _Changes | None = session.info.pop(_CHANGES, None)
+    if changes is not None:
+        _queue_for(session, _users_for(session, changes), changes.now)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_changes(session: Session, previous_transaction: object) -> None:
+    # Rolled back: those changes never happened.
+    session.info.pop(_CHANGES, None)
+
+
+def _users_for(session: Session, changes: _Changes) -> list[str]:
+    if changes.everyone:
+        return list(session.scalars(select(HomeView.user_id)))
+    users: set[str] = set()
+    alerts = sorted(changes.alerts)
+    for at in range(0, len(alerts), _CHUNK):
+        users.update(
+            session.scalars(
+                select(_shown.c.user_id)
+                .join(_alerts, _alerts.c.integration_id == _shown.c.integration_id)
+                .where(_alerts.c.id.in_(alerts[at : at + _CHUNK]))
+            )
+        )
+    integrations = sorted(changes.integrations)
+    for at in range(0, len(integrations), _CHUNK):
+        users.update(
+            session.scalars(
+                select(_shown.c.user_id).where(
+                    _shown.c.integration_id.in_(integrations[at : at + _CHUNK])
+                )
+            )
+        )
+    return sorted(users)
+
+
+def _queue_for(session: Session, users: Sequence[str], now: datetime) -> int:
+    """A publish for each of these Homes that has none waiting; how many were queued."""
+    queued: list[str] = []
+    for at in range(0, len(users), _CHUNK):
+        chunk = sorted(users[at : at + _CHUNK])
+        # Locked first, marked or not, in one order everywhere: a claim clearing a mark then
+        # waits for this transaction, and its render sees what this one changed.
+        session.execute(
+            select(HomeView.user_id)
+            .where(HomeView.user_id.in_(chunk))
+            .order_by(HomeView.user_id)
+            .with_for_update()
+        ).all()
+        found = session.connection().execute(
+            _MARK, {"p_users": chunk, "p_now": now, "p_stale": now - STALE_MARK}
+        )
+        queued += found.scalars().all()
     rows = [
         {
             "created_at": now,
@@ -92,126 +190,104 @@ def _queue(session: Session, users: Iterable[str], now: datetime) -> int:
             "status": OutboxStatus.PENDING.value,
             "attempts": 0,
         }
-        for user in users
+        for user in queued
     ]
     if rows:
         session.connection().execute(_INSERT, rows)
     return len(rows)
 
 
-def alert_changed(session: Session, alert_id: int, now: datetime) -> None:
-    """The alert's state changed in this transaction: the Homes that show its integration
-    are asked for when it commits, in one statement for all its alerts. A storm's batch of a
-    hundred new alerts then costs one statement, not one per alert."""
-    changed: tuple[set[int], datetime] | None = session.info.get(_CHANGED)
-    if changed is None:
-        session.info[_CHANGED] = ({alert_id}, now)
-    else:
-        changed[0].add(alert_id)
-        session.info[_CHANGED] = (changed[0], max(changed[1], now))
+# -- the person's own doings ------------------------------------------------------------------
 
 
-def queue_for_alerts(session: Session, alert_ids: Iterable[int], now: datetime) -> int:
-    """Ask for every Home that shows one of these alerts' integrations; how many were
-    queued."""
-    ids = sorted(set(alert_ids))
-    users: list[str] = []
-    for at in range(0, len(ids), _CHUNK):
-        found = session.connection().execute(
-            _MARK_FOR_ALERTS, {"p_alerts": ids[at : at + _CHUNK], "p_now": now}
-        )
-        users += found.scalars().all()
-    return _queue(session, users, now)
-
-
-@event.listens_for(Session, "before_commit")
-def _ask_for_homes(session: Session) -> None:
-    changed = session.info.pop(_CHANGED, None)
-    if changed is not None:
-        queue_for_alerts(session, changed[0], changed[1])
-
-
-@event.listens_for(Session, "after_soft_rollback")
-def _forget_changes(session: Session, previous_transaction: object) -> None:
-    # Rolled back: those changes never happened.
-    session.info.pop(_CHANGED, None)
-
-
-def queue_for_integrations(session: Session, integration_ids: Iterable[str], now: datetime) -> int:
-    """Ask for every Home that shows one of these integrations; how many were queued."""
-    users: list[str] = []
-    for integration_id in dict.fromkeys(integration_ids):
-        found = session.connection().execute(
-            _MARK_FOR_INTEGRATION, {"p_integration": integration_id, "p_now": now}
-        )
-        users += found.scalars().all()
-    return _queue(session, users, now)
-
-
-def queue_all(session: Session, now: datetime) -> int:
-    """Ask for every Home (the catalog changed: who answers for what may have too)."""
-    found = session.connection().execute(
-        update(_views)
-        .where(_views.c.publish_queued_at.is_(None))
-        .values(_mark(now))
-        .returning(_views.c.user_id)
+def _home(session: Session, user_id: str, now: datetime) -> HomeView:
+    """Their row, created when missing; two events for a new person at once both get it."""
+    session.execute(
+        insert_for(session)(HomeView)
+        .values(user_id=user_id, opened_at=now)
+        .on_conflict_do_nothing(index_elements=["user_id"])
     )
-    return _queue(session, found.scalars().all(), now)
-
-
-def queue_publish(session: Session, user_id: str, now: datetime) -> bool:
-    """Ask for this person's Home, unless a publish is already waiting for it."""
-    found = session.connection().execute(
-        update(_views)
-        .where(_views.c.user_id == user_id, _views.c.publish_queued_at.is_(None))
-        .values(_mark(now))
-        .returning(_views.c.user_id)
-    )
-    return _queue(session, found.scalars().all(), now) > 0
+    return session.get_one(HomeView, user_id, with_for_update=True, populate_existing=True)
 
 
 def opened(session: Session, user_id: str, now: datetime) -> bool:
     """The person opened their Home tab: remember them, and publish it now (a publish still
     waiting will show the same). Whether one was queued."""
-    view = session.get(HomeView, user_id, with_for_update=True)
-    if view is None:
-        session.add(HomeView(user_id=user_id, opened_at=now))
-        session.flush()
-    else:
-        view.opened_at = now
-    return queue_publish(session, user_id, now)
+    _home(session, user_id, now).opened_at = now
+    session.flush()
+    return _queue_for(session, [user_id], now) > 0
 
 
 def tell(session: Session, user_id: str, notice: str, now: datetime) -> None:
     """Answer a click in the Home: shown at its top, and published now."""
-    view = session.get(HomeView, user_id, with_for_update=True)
-    if view is None:
-        view = HomeView(user_id=user_id, opened_at=now)
-        session.add(view)
+    view = _home(session, user_id, now)
     view.notice, view.notice_at = notice, now
     session.flush()
-    queue_publish(session, user_id, now)
+    _queue_for(session, [user_id], now)
 
 
 def narrow(session: Session, user_id: str, system_id: str | None, now: datetime) -> None:
     """Narrow the Home's overview to one system (None: all of them), and publish it."""
-    view = session.get(HomeView, user_id, with_for_update=True)
-    if view is None:
-        view = HomeView(user_id=user_id, opened_at=now)
-        session.add(view)
-    view.system_filter = system_id
+    _home(session, user_id, now).system_filter = system_id
     session.flush()
-    queue_publish(session, user_id, now)
+    _queue_for(session, [user_id], now)
 
 
-def rendering(session: Session, user_id: str, shown: Iterable[str]) -> HomeView | None:
-    """The worker is rendering this Home now: clear its mark, so that a change from here on
-    asks for another publish, and remember which integrations it shows. The Home's row,
-    or None when it was forgotten (retention) and so should not be published."""
-    view = session.get(HomeView, user_id, with_for_update=True)
+def due_refreshes(session: Session, now: datetime) -> int:
+    """Ask for the Homes opened recently whose last render is older than REFRESH (a duty of
+    the tick); how many were queued."""
+    users = session.scalars(
+        select(HomeView.user_id).where(
+            HomeView.opened_at >= now - RECENTLY,
+            or_(HomeView.rendered_at.is_(None), HomeView.rendered_at < now - REFRESH),
+        )
+    ).all()
+    return _queue_for(session, sorted(users), now)
+
+
+# -- the outbox's side ------------------------------------------------------------------------
+
+
+def claimed(
+    session: Session, user_id: str, message_id: int, now: datetime, lease_now: datetime
+) -> int:
+    """A worker claimed publish `message_id` of this Home: changes from here on ask for a
+    publish of their own, and the other publishes waiting for it are done by this one (it
+    is rendered after this claim commits). How many were."""
+    session.execute(
+        update(HomeView).where(HomeView.user_id == user_id).values(publish_queued_at=None)
+    )
+    m = OutboxMessage
+    done = session.execute(
+        update(m)
+        .where(
+            m.channel == home_channel(user_id),
+            m.kind == HOME.value,
+            m.status == OutboxStatus.PENDING.value,
+            m.id != message_id,
+            leases.unclaimed(m, lease_now),
+        )
+        .values(
+            status=OutboxStatus.SENT.value,
+            sent_at=now,
+            claimed_until=None,
+            last_error=f"superseded by outbox #{message_id}",
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(done.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def rendering(
+    session: Session, user_id: str, shown: Iterable[str], now: datetime
+) -> HomeView | None:
+    """The worker is rendering this Home: remember which integrations it shows (changes to
+    them ask for it again) and when. Its row, or None when it was forgotten (retention), so
+    that it is not published."""
+    view = session.get(HomeView, user_id)
     if view is None:
         return None
-    view.publish_queued_at = None
+    view.rendered_at = now
     wanted = set(shown)
     have = set(
         session.scalars(select(HomeIntegration.integration_id).where(_shown.c.user_id == user_id))
@@ -228,3 +304,10 @@ def rendering(session: Session, user_id: str, shown: Iterable[str]) -> HomeView 
     )
     session.flush()
     return view
+
+
+def shown_before(session: Session, user_id: str) -> set[str]:
+    """The integrations this Home showed at its last render."""
+    return set(
+        session.scalars(select(HomeIntegration.integration_id).where(_shown.c.user_id == user_id))
+    )

@@ -51,7 +51,7 @@ def home_view(
     blocks: list[bk.Block] = [bk.header("Your integrations")]
     if content.notice:
         blocks.append(bk.context(content.notice))
-    blocks += _mine(content)
+    blocks += _mine(content, member)
     if member:
         blocks.append(bk.divider())
         blocks += _needs_you(content, actions, buttons)
@@ -78,7 +78,7 @@ def _capped(blocks: list[bk.Block]) -> list[bk.Block]:
 # -- your integrations ----------------------------------------------------------------------
 
 
-def _mine(content: HomeContent) -> list[bk.Block]:
+def _mine(content: HomeContent, member: bool) -> list[bk.Block]:
     rows = content.mine
     if not rows:
         return [
@@ -96,14 +96,14 @@ def _mine(content: HomeContent) -> list[bk.Block]:
     )
     # Those that need something first, then by name.
     ordered = sorted(rows, key=lambda r: (r.health == Health.OK, r.integ.id))
-    lines = [_mine_line(row, content.now) for row in ordered[:MINE_LINES]]
+    lines = [_mine_line(row, content.now, member) for row in ordered[:MINE_LINES]]
     blocks = [bk.section(summary), *bk.sections_for_lines(lines)]
     if len(rows) > MINE_LINES:
         blocks.append(bk.context(f"{len(rows) - MINE_LINES} more of yours: `/integ list`."))
     return blocks
 
 
-def _mine_line(row: MyIntegration, now: datetime) -> str:
+def _mine_line(row: MyIntegration, now: datetime, member: bool) -> str:
     integ = row.integ
     parts = [
         f"{HEALTH_EMOJI[row.health]} *{escape(truncate(integ.name, 80))}* (`{escape(integ.id)}`)",
@@ -114,7 +114,8 @@ def _mine_line(row: MyIntegration, now: datetime) -> str:
     if row.review_due < now.date():
         parts.append(f"review overdue since {row.review_due:%Y-%m-%d}")
     parts.append(f"<#{integ.channel}>")
-    parts.append(_runbook(integ.id, integration_spec(integ).runbook))
+    if member:  # `/integ runbook` is for full members too
+        parts.append(_runbook(integ.id, integration_spec(integ).runbook))
     return " · ".join(parts)
 
 
@@ -169,7 +170,7 @@ def _alerts(content: HomeContent, actions: HomeActions, buttons: bool) -> list[b
         blocks.append(bk.section(_alert_text(alert, content.now)))
         if buttons:
             blocks.append(_alert_buttons(alert, actions))
-    more = len(content.alerts) - ALERTS_SHOWN
+    more = content.open_alerts - min(len(content.alerts), ALERTS_SHOWN)
     if more > 0:
         blocks.append(bk.context(f"{more} more open alerts: `/integ alerts`."))
     return blocks

@@ -108,7 +108,7 @@ def start_window(
         return 0
     window = session.get_one(MaintenanceWindow, window_id)
     integrations = covered(session, scope, scope_id)
-    home.queue_for_integrations(session, [i.id for i in integrations], now)
+    home.integrations_changed(session, [i.id for i in integrations], now)
     for integ in integrations:
         session.add(
             Silence(
@@ -162,7 +162,7 @@ def tell_ended(session: Session, now: datetime) -> int:
         if getattr(claimed, "rowcount", 0) == 1:
             _tell(session, window, started=False, now=now)
             ids = [i.id for i in covered(session, window.scope, window.scope_id)]
-            home.queue_for_integrations(session, ids, now)
+            home.integrations_changed(session, ids, now)
             told += 1
     return told
 

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from commands.catalog.views import system_spec
 from commands.core.render.mrkdwn import truncate
+from commands.home import queue as home
 from commands.monitors.statuspage import PageNotice, Summary
 from commands.monitors.vendor_messages import GONE_STATUS, render_notice
 from commands.outages.detect import on_incident, on_incident_over
@@ -209,6 +210,9 @@ def apply_summary(
         notice.detail = {**notice.detail, "gone": True}
         _outage_of(session, notice, now)
         queued += _publish(session, system, notice, channels, changed=True, now=now)
+    if queued:  # a notice began, changed or ended: the Homes of what it touches show it
+        touched = queries.integrations_touching(session, system.id)
+        home.integrations_changed(session, [i.id for i in touched], now)
     return queued
 
 

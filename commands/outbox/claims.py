@@ -13,9 +13,11 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, exists, func, not_, or_, select, update
+from sqlalchemy import ColumnElement, and_, exists, func, not_, or_, select, true, update
 from sqlalchemy.orm import Session, aliased
 
+from commands.home import queue as home
+from commands.home.queue import ALL_HOMES, HOME, user_of
 from commands.outbox.calls import Job
 from commands.outbox.queue import EDIT, POST, REPLY, UPDATE, UPLOAD, edit_of
 from storage import leases
@@ -40,11 +42,15 @@ class Lost(Exception):
     row, or it was handed back. Leave the row to whoever has it now."""
 
 
-def candidates(session: Session, now: datetime, lease_now: datetime, limit: int) -> list[int]:
+def candidates(
+    session: Session, now: datetime, lease_now: datetime, limit: int, *, homes: bool = False
+) -> list[int]:
     """The first eligible message of each channel that may be written to now.
 
     One per channel because pacing allows no more this second anyway; and picking per
     channel keeps a storm in one channel from hiding the messages of all the others.
+    `homes`: the Home tabs' publishes instead, which a thread of their own sends, so that
+    rendering them never holds up an alert (bot/workers/outbox.py).
     """
     m = OutboxMessage
     earlier = aliased(OutboxMessage)
@@ -77,7 +83,11 @@ def candidates(session: Session, now: datetime, lease_now: datetime, limit: int)
         .where(
             m.status == _PENDING,
             # Diagrams are drawn first, on threads of their own (`upload_candidates`).
-            m.kind != UPLOAD.value,
+            m.kind == HOME.value if homes else m.kind.not_in((UPLOAD.value, HOME.value)),
+            # Slack limits views.publish per workspace: a 429 on one Home holds them all.
+            ~exists().where(ChannelPace.channel == ALL_HOMES, ChannelPace.next_at > lease_now)
+            if homes
+            else true(),
             leases.claimable(m, now, lease_now),
             not_(waiting),
             # Order per alert: only its lowest pending message may go.
@@ -148,6 +158,9 @@ def claim(
         session.execute(select(Alert.id).where(Alert.id == job.alert_id).with_for_update(read=True))
         if renders_now:
             superseded = supersede(session, job, now, lease_now, worker)
+    home_of = user_of(job.channel) if job.kind == HOME else None
+    if home_of is not None:
+        superseded = home.claimed(session, home_of, job.id, now, lease_now)
     return job, superseded
 
 

@@ -14,8 +14,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
+from commands.home.queue import ALL_HOMES
 from commands.outbox.calls import Delivered, Job
 from commands.outbox.queue import POST, REFIRE
+from storage import leases
+from storage.db import insert_for
 from storage.models import (
     Alert,
     ChannelPace,
@@ -102,6 +105,9 @@ def record(
         # other message for that channel (in every process, via the table).
         release(row, due_at=now + retry_after, error=outcome.error)
         free_at = max(free_at, lease_now + retry_after)
+        if job.kind == OutboxKind.HOME:
+            # views.publish is limited per workspace: every Home waits, not this one only.
+            pace(session, ALL_HOMES, lease_now + retry_after)
         log.info("outbox #%d: rate limited on %s for %ss", job.id, row.channel, retry_after)
     elif outcome.result == Result.RETRY:
         backoff = min(timedelta(seconds=2 ** (failures - 1)), MAX_BACKOFF)
@@ -162,6 +168,22 @@ def record_sent(
             .where(Alert.id == job.alert_id, Alert.message_ts == previous)
             .values(channel=outcome.delivered.channel, message_ts=outcome.delivered.ts)
             .execution_options(synchronize_session=False)
+        )
+
+
+def pace(session: Session, channel: str, until: datetime) -> None:
+    """No write to `channel` before `until` (a key of its own, such as every Home's)."""
+    if not leases.set_if(
+        session,
+        ChannelPace,
+        ChannelPace.channel == channel,
+        ChannelPace.next_at < until,
+        next_at=until,
+    ):
+        session.execute(
+            insert_for(session)(ChannelPace)
+            .values(channel=channel, next_at=until)
+            .on_conflict_do_nothing(index_elements=["channel"])
         )
 
 

@@ -26,10 +26,11 @@ from typing import Any
 from sqlalchemy import delete, exists, select
 from sqlalchemy.orm import Session
 
+from commands.home.queue import home_channel
 from storage.models import (
+    ChannelPace,
     Digest,
     HeartbeatPing,
-    HomeIntegration,
     HomeView,
     MonthlyReport,
     OutboxAttempt,
@@ -129,9 +130,20 @@ def purge_homes(session: Session, before: datetime, limit: int) -> Deleted:
     users = list(session.scalars(idle))
     if not users:
         return Deleted(0)
-    session.execute(delete(HomeIntegration).where(HomeIntegration.user_id.in_(users)))
-    done = session.execute(delete(HomeView).where(HomeView.user_id.in_(users)))
-    return Deleted(_count(done))
+    # Deleted only if still idle: one opened since the look above is kept. The integrations
+    # each showed go with it (ON DELETE CASCADE), and so does its pace.
+    gone = list(
+        session.scalars(
+            delete(HomeView)
+            .where(HomeView.user_id.in_(users), HomeView.opened_at < before)
+            .returning(HomeView.user_id)
+        )
+    )
+    if gone:
+        session.execute(
+            delete(ChannelPace).where(ChannelPace.channel.in_([home_channel(u) for u in gone]))
+        )
+    return Deleted(len(gone))
 
 
 def purge_hook_bodies(session: Session, before: datetime, limit: int) -> Deleted:

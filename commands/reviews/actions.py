@@ -108,7 +108,7 @@ def record_review(
         if claimed:
             session.refresh(nudge)
             edit_nudge(session, nudge, now, actions)
-    home.queue_for_integrations(session, [integ.id], now)
+    home.integrations_changed(session, [integ.id], now)
     next_due = review_due(integ, now)
     message = f"Review of `{escape(integ.id)}` recorded; the next one is due {next_due:%Y-%m-%d}."
     follow = follow_ups(review)

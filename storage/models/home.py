@@ -31,6 +31,8 @@ class HomeView(Base):
     # Set while a publish of this Home is queued and not yet rendered: a change then has
     # nothing to ask for, since that publish will show it (commands/home/queue.py).
     publish_queued_at: Mapped[datetime | None]
+    # When it was last rendered for a publish; a Home in use is refreshed when this is old.
+    rendered_at: Mapped[datetime | None]
 
 
 class HomeIntegration(Base):

@@ -35,6 +35,7 @@ def test_every_duty_of_a_tick_is_named_and_runs(database_url, make_runtime):
         "escalations",
         "outages",
         "silences_ended",
+        "homes",
         "reviews",
         "slack_events_pruned",
         "retention",

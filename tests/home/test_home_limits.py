@@ -123,6 +123,11 @@ def test_a_deactivated_person_gets_no_home(slack_server, fake_slack):
             select(OutboxMessage).where(OutboxMessage.kind == OutboxKind.HOME.value)
         ).one()
         assert (row.status, row.last_error) == ("failed", f"{OWNER} is deactivated")
+        # Its claim cleared the Home's mark: opening it again asks Slack again.
+        assert session.get(HomeView, OWNER).publish_queued_at is None
+    open_home(slack_server)
+    with slack_server.runtime.deps.sessions() as session:
+        assert session.get(HomeView, OWNER).publish_queued_at is not None
 
 
 def test_a_catalog_change_publishes_every_home_with_who_answers_for_what_now(

@@ -3,11 +3,15 @@ Slack sends them, and the views the bot publishes to the fake Web API, which ref
 view Slack would refuse."""
 
 import json
+import threading
 from datetime import timedelta
 
 from sqlalchemy import func, select
 
 from bot import wire_ids
+from commands.alerts.actions import acknowledge
+from commands.home import queue as home
+from storage.db import transaction
 from storage.models import Alert, AuditEntry, HomeView, OutboxKind, OutboxMessage
 from tests.helpers.runtime import WEBHOOK_TOKEN
 from tests.helpers.slack_signing import event_body, interactive_body, load_payload, signed_headers
@@ -236,7 +240,13 @@ def test_a_guest_sees_the_state_of_their_integrations_and_no_buttons(slack_serve
     text = text_of(call)
     assert "Slate to Banner admissions" in text and "1 open alert" in text
     assert "Secret failure detail" not in text
+    assert "wiki.example.edu" not in text  # `/integ runbook` is refused to guests too
     assert "for full members" in text
+    # The system menu is theirs to use: what it lists is what `/integ status` tells anyone.
+    click_in_home(slack_server, wire_ids.HOME_SYSTEM_ACTION, "", selected="canvas")
+    deliver(slack_server)
+    narrowed = publishes(fake_slack)[-1]
+    assert "Using Canvas" in text_of(narrowed) and buttons(view_of(narrowed)) == []
 
 
 def test_the_system_menu_narrows_the_overview_to_one_system(slack_server, fake_slack):
@@ -267,3 +277,45 @@ def test_a_rate_limited_publish_is_sent_again_after_retry_after(slack_server, fa
     deliver(slack_server, rounds=4)
     calls = publishes(fake_slack)
     assert [c.status for c in calls] == [429, 200]
+
+
+def test_a_review_click_in_the_home_by_someone_not_answering_for_it_is_refused_there(
+    slack_server, fake_slack
+):
+    # A Home shows Review only for one's own; an old Home or a forged click may still ask.
+    click_in_home(slack_server, wire_ids.HOME_REVIEW_ACTION, "crm", user="U0LMSADM1")
+    deliver(slack_server)
+    assert fake_slack.calls_to("views.open") == []
+    text = text_of(publishes(fake_slack, "U0LMSADM1")[-1])
+    assert "Only the responders of *Slate to Banner admissions*" in text
+    with slack_server.runtime.deps.sessions() as session:
+        [refusal] = session.scalars(select(AuditEntry)).all()
+        assert (refusal.actor, refusal.allowed, refusal.surface) == ("U0LMSADM1", False, "home")
+
+
+def test_a_claim_waits_for_a_change_that_locked_the_home_so_its_render_shows_the_change(
+    slack_server, fake_slack
+):
+    runtime = slack_server.runtime
+    fire(slack_server, alert("nightly"))
+    open_home(slack_server)
+    deliver(slack_server)
+    with runtime.deps.sessions() as session:
+        alert_id = session.scalars(select(Alert.id)).one()
+    with transaction(runtime.deps.sessions) as session:
+        home.integrations_changed(session, ["crm"], runtime.deps.clock.now)  # a publish waits
+    session = runtime.deps.sessions()
+    session.begin()
+    acknowledge(session, alert_id, "U0OTHER01", runtime.deps.clock.now)
+    # What committing does first: lock the Homes it asks for (this one's publish is waiting,
+    # so it asks for nothing more).
+    assert home._queue_for(session, [OWNER], runtime.deps.clock.now) == 0
+    worker = threading.Thread(target=runtime.outbox.run_once)
+    worker.start()
+    worker.join(0.5)
+    assert worker.is_alive()  # its claim waits for this transaction...
+    session.commit()
+    session.close()
+    worker.join(10)
+    # ...so the Home it renders shows the acknowledgement.
+    assert "acknowledged by <@U0OTHER01>" in text_of(publishes(fake_slack)[-1])

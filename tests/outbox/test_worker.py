@@ -929,7 +929,7 @@ def test_the_running_worker_sends_what_is_queued_and_stops_with_the_runtime(
     assert alert_of(call) == f"alert-{alert_id}"
 
     runtime.close()
-    assert worker._thread is None
+    assert not worker.running
 
 
 # -- local mode -----------------------------------------------------------------------------

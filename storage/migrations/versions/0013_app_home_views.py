@@ -26,6 +26,7 @@ def upgrade() -> None:
         sa.Column("notice", sa.Text(), nullable=True),
         sa.Column("notice_at", storage.types.UTCDateTime(timezone=True), nullable=True),
         sa.Column("publish_queued_at", storage.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("rendered_at", storage.types.UTCDateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("user_id", name=op.f("pk_home_views")),
     )
     op.create_table(
