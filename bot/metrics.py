@@ -23,6 +23,11 @@ INTAKE_BATCH = Histogram(
     buckets=(1, 2, 5, 10, 20, 50, 100, 200),
 )
 PINGS = Counter("integ_pings_total", "Heartbeat pings answered, by kind", ["kind"])
+MAIL = Counter(
+    "integ_mail_total",
+    "Messages to the SMTP listener, by result (stored, duplicate, refused, failed)",
+    ["result"],
+)
 DATABASE_UP = Gauge(
     "integ_database_up",
     "1 while the database answers; 0 from a failure to answer until a check gets an answer",

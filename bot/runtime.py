@@ -17,6 +17,7 @@ from bot.deps import Deps, utcnow
 from bot.directory import SlackDirectory, build_directory
 from bot.listeners.alerts import ALERT_ACTIONS
 from bot.listeners.home import HOME_ACTIONS
+from bot.mail_server import MailServer
 from bot.settings import Settings
 from bot.slack_app import build_bolt_app
 from bot.web.app import build_http_app
@@ -58,6 +59,8 @@ class Runtime:
     outbox: OutboxWorker | None = None
     probes: ProbeRunner | None = None
     status_pages: StatusPoller | None = None
+    # The SMTP listener, when INTEG_SMTP_PORT is set (bot/mail_server.py).
+    mail: MailServer | None = None
 
     def tick(self) -> None:
         """Run every scheduled duty once; each in its own transactions (see bot.workers.duties)."""
@@ -99,13 +102,24 @@ class Runtime:
         self.start_workers()
 
     def start_workers(self) -> None:
-        """Threads that run continuously rather than on ticks: the outbox sender."""
+        """Threads that run continuously rather than on ticks: the outbox sender, and the
+        SMTP listener when there is one."""
         if self.outbox is not None:
             self.outbox.start()
+        if self.mail is not None:
+            try:
+                self.mail.start()
+            except OSError as exc:
+                where = f"{self.deps.settings.integ_smtp_host}:{self.deps.settings.integ_smtp_port}"
+                reason = exc.strerror or str(exc)
+                raise StartupError(f"INTEG_SMTP_PORT: cannot listen on {where}: {reason}") from None
 
     def close(self) -> None:
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
+        if self.mail is not None:
+            # First: a message it is storing is answered (250 or 451) before the engine goes.
+            self.mail.stop()
         # Requests already queued are committed and answered before the engine goes; one
         # whose commit hangs is not waited for past STOP_WAIT (its sender got no 2xx).
         self.intake.stop(timeout=STOP_WAIT)
@@ -206,4 +220,5 @@ def build_runtime(
         outbox=outbox,
         probes=ProbeRunner(deps, outbox.notify, worker_id),
         status_pages=StatusPoller(deps, outbox.notify, worker_id),
+        mail=MailServer(deps, outbox.notify) if settings.integ_smtp_port is not None else None,
     )

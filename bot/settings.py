@@ -75,6 +75,18 @@ class Settings(BaseSettings):
     # every change to its integrations, until its owner opens it again.
     integ_retain_homes_days: int = Field(default=90, ge=1, le=36500)
     port: int = Field(default=3000, ge=1, le=65535)
+    # E-mail intake (commands/mail): an SMTP listener, off unless a port is given, that a
+    # campus relay forwards to; <integration>@INTEG_MAIL_DOMAIN is each integration's address.
+    integ_smtp_port: int | None = Field(default=None, ge=1, le=65535)
+    integ_smtp_host: str = "127.0.0.1"
+    integ_mail_domain: str | None = Field(default=None, pattern=r"^[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
+    integ_smtp_max_bytes: int = Field(default=10_000_000, ge=10_000, le=100_000_000)
+    # STARTTLS with this certificate chain and key (PEM files); AUTH with this login. Both
+    # optional; AUTH is only offered once the connection is encrypted when TLS is set up.
+    integ_smtp_tls_cert: Path | None = None
+    integ_smtp_tls_key: Path | None = None
+    integ_smtp_user: str | None = None
+    integ_smtp_password: str | None = None
 
     @field_validator(
         "slack_bot_token",
@@ -85,6 +97,12 @@ class Settings(BaseSettings):
         "integ_digest_channel",
         "integ_catalog",
         "integ_public_url",
+        "integ_smtp_port",
+        "integ_mail_domain",
+        "integ_smtp_tls_cert",
+        "integ_smtp_tls_key",
+        "integ_smtp_user",
+        "integ_smtp_password",
         mode="before",
     )
     @classmethod
@@ -160,6 +178,15 @@ class Settings(BaseSettings):
             raise ValueError("SLACK_APP_TOKEN is set but SLACK_BOT_TOKEN is not; set both")
         if self.slack_bot_token and not self.slack_app_token and not self.slack_signing_secret:
             raise ValueError("SLACK_SIGNING_SECRET is required with SLACK_BOT_TOKEN in HTTP mode")
+        if self.integ_smtp_port is not None and self.integ_mail_domain is None:
+            raise ValueError("INTEG_SMTP_PORT is set but INTEG_MAIL_DOMAIN is not; set both")
+        if (self.integ_smtp_tls_cert is None) != (self.integ_smtp_tls_key is None):
+            raise ValueError("INTEG_SMTP_TLS_CERT and INTEG_SMTP_TLS_KEY go together; set both")
+        if (self.integ_smtp_user is None) != (self.integ_smtp_password is None):
+            raise ValueError("INTEG_SMTP_USER and INTEG_SMTP_PASSWORD go together; set both")
+        for path in (self.integ_smtp_tls_cert, self.integ_smtp_tls_key):
+            if path is not None and not path.is_file():
+                raise ValueError(f"INTEG_SMTP_TLS_CERT/KEY: file not found: {path}")
         return self
 
     @property

@@ -16,6 +16,7 @@ from commands.core.render.text import render
 from commands.core.replies import Invocation, Reply
 from commands.hours.working import held_until
 from commands.monitors.status_lines import monitor_lines
+from commands.permissions.check import is_responder
 from storage import queries
 from storage.models import Integration, System
 
@@ -288,6 +289,8 @@ def info_reply(session: Session, inv: Invocation, name: str) -> Reply:
             f"*Heartbeat:* `{escape(when)}`, grace {escape(heartbeat.grace)} "
             f"(`/integ heartbeat {integ.id}` for the ping URL)"
         )
+    if inv.mail_domain is not None:
+        monitors.append(_mail_line(session, inv, integ, inv.mail_domain))
     probe = spec.probe
     if probe is not None:
         monitors.append(
@@ -312,6 +315,20 @@ def info_reply(session: Session, inv: Invocation, name: str) -> Reply:
         )
         blocks.append(bk.section(f"*Runbook:*\n{shown}"))
     return Reply(text=f"{integ.name} ({integ.id})", blocks=bk.cap_blocks(blocks, "More not shown."))
+
+
+def _mail_line(session: Session, inv: Invocation, integ: Integration, domain: str) -> str:
+    """Where its jobs may send mail: like a ping URL, an address anyone could write to, so
+    shown only to its responders."""
+    if not is_responder(session, inv.actor, integ):
+        return "*E-mail:* its address is shown to its responders only"
+    address = f"{integ.id}@{domain}"
+    rules = integration_spec(integ).email
+    senders = ", ".join(f"`{escape(s)}`" for s in rules.senders) if rules else ""
+    return (
+        f"*E-mail:* `{escape(address)}` (`+start`, `+fail` before the @ for a start or a "
+        "failure)" + (f"; only from {senders}" if senders else "; from any sender")
+    )
 
 
 def support_reply(session: Session, inv: Invocation, name: str) -> Reply:

@@ -35,6 +35,7 @@ from commands.catalog.fields import (
     admins_field,
     cron_expression,
 )
+from commands.catalog.mail_spec import EmailSpec
 from commands.catalog.time_spec import FreezeSpec, HoursSpec, WindowSpec
 
 MECHANISMS = ("api", "flat-file", "vendor", "esb", "other")
@@ -134,6 +135,8 @@ class IntegrationSpec(Strict):
     maintenance: list[WindowSpec] = Field(default_factory=list)
     # Its own working hours; the catalog's top-level `hours` when not given.
     hours: HoursSpec | None = None
+    # Rules for the mail its jobs send to its address (commands/mail).
+    email: EmailSpec | None = None
 
     @field_validator("schedule")
     @classmethod

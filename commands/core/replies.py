@@ -19,6 +19,8 @@ class Invocation:
     now: datetime
     # Where the bot is reachable from outside (INTEG_PUBLIC_URL), for URLs it shows.
     public_url: str | None = None
+    # The domain of the integrations' e-mail addresses (INTEG_MAIL_DOMAIN), when mail is taken.
+    mail_domain: str | None = None
     # Who the person is, as the workspace says; knowing nobody, it refuses what needs a role.
     directory: Directory = UNKNOWN
     surface: Surface = Surface.SLASH

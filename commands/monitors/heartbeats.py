@@ -195,8 +195,10 @@ def record_ping(
     user_agent: str | None,
     remote_addr: str | None,
     body: str | None,
+    summary: str | None = None,
 ) -> PingResult | None:
-    """Take one ping; None when no heartbeat has this key (nothing is stored then)."""
+    """Take one ping; None when no heartbeat has this key (nothing is stored then). A
+    failure's alert says `summary` when given (an e-mail's subject), else when it failed."""
     if kind not in KINDS:
         raise ValueError(f"unknown ping kind {kind!r}")
     row = session.scalars(
@@ -251,7 +253,7 @@ def record_ping(
         row.status = HeartbeatStatus.DOWN.value
         row.expected_at = schedule.next_after(now)
         row.due_at = row.expected_at + schedule.grace
-        summary = f"The job reported failure at {schedule.local(now)}"
+        summary = summary or f"The job reported failure at {schedule.local(now)}"
         alert = _raise(
             session, row.integration_id, AlertStatus.FIRING, summary, storable(body or ""), now
         )

@@ -36,6 +36,7 @@ class AlertSource(enum.StrEnum):
     GRAFANA = "grafana"
     HEARTBEAT = "heartbeat"
     PROBE = "probe"
+    EMAIL = "email"
 
 
 class Alert(Base):

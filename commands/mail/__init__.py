@@ -1,0 +1,1 @@
+"""E-mail intake: what jobs and vendors' connectors that can only send mail report."""
