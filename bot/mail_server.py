@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import socket
 import ssl
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -124,6 +125,11 @@ class MailServer:
         return int(self.controller.port)
 
     def start(self) -> None:
+        # A port already taken is told at once: aiosmtpd would wait out its ready timeout.
+        family = socket.AF_INET6 if ":" in self.controller.hostname else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((self.controller.hostname, self.controller.port))
         self.controller.start()
         log.info(
             "taking mail on %s:%s for @%s",

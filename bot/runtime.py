@@ -24,6 +24,7 @@ from bot.web.app import build_http_app
 from bot.workers.catalog_watcher import CatalogWatcher
 from bot.workers.duties import Duty, run_duties, tick_duties
 from bot.workers.intake_writer import IntakeWriter
+from bot.workers.mailbox import MailboxPoller
 from bot.workers.outbox import STOP_WAIT, OutboxWorker, default_worker_id
 from bot.workers.probes import ProbeRunner
 from bot.workers.senders import build_sender
@@ -61,6 +62,8 @@ class Runtime:
     status_pages: StatusPoller | None = None
     # The SMTP listener, when INTEG_SMTP_PORT is set (bot/mail_server.py).
     mail: MailServer | None = None
+    # The mailbox read instead or as well, when INTEG_IMAP_URL is set.
+    mailbox: MailboxPoller | None = None
 
     def tick(self) -> None:
         """Run every scheduled duty once; each in its own transactions (see bot.workers.duties)."""
@@ -80,6 +83,11 @@ class Runtime:
         if self.status_pages is not None and not self.deps.database.down:
             self.status_pages.run_due()
 
+    def read_mailbox(self) -> None:
+        """Read the mailbox; a job of its own, so that a slow mail server holds up nothing."""
+        if self.mailbox is not None:
+            self.mailbox.run_due()
+
     def start_scheduler(self) -> None:
         scheduler = BackgroundScheduler(timezone="UTC")
         jobs = (
@@ -94,6 +102,15 @@ class Runtime:
                 "interval",
                 seconds=self.deps.settings.integ_tick_seconds,
                 id=name,
+                max_instances=1,
+                coalesce=True,
+            )
+        if self.mailbox is not None:
+            scheduler.add_job(
+                self.read_mailbox,
+                "interval",
+                seconds=self.deps.settings.integ_imap_poll_seconds,
+                id="mailbox",
                 max_instances=1,
                 coalesce=True,
             )
@@ -221,4 +238,5 @@ def build_runtime(
         probes=ProbeRunner(deps, outbox.notify, worker_id),
         status_pages=StatusPoller(deps, outbox.notify, worker_id),
         mail=MailServer(deps, outbox.notify) if settings.integ_smtp_port is not None else None,
+        mailbox=MailboxPoller(deps, outbox.notify) if settings.integ_imap_url is not None else None,
     )

@@ -87,6 +87,11 @@ class Settings(BaseSettings):
     integ_smtp_tls_key: Path | None = None
     integ_smtp_user: str | None = None
     integ_smtp_password: str | None = None
+    # Or a mailbox the addresses are delivered to, read every few seconds (bot/workers/
+    # mailbox.py): imaps://user:password@host/INBOX. Done messages are moved to the folder.
+    integ_imap_url: str | None = None
+    integ_imap_done_folder: str = Field(default="integ-bot-done", min_length=1)
+    integ_imap_poll_seconds: float = Field(default=60, ge=5, allow_inf_nan=False)
 
     @field_validator(
         "slack_bot_token",
@@ -103,6 +108,7 @@ class Settings(BaseSettings):
         "integ_smtp_tls_key",
         "integ_smtp_user",
         "integ_smtp_password",
+        "integ_imap_url",
         mode="before",
     )
     @classmethod
@@ -155,6 +161,16 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown timezone {value!r}; use a name like Europe/Paris") from None
         return value
 
+    @field_validator("integ_imap_url")
+    @classmethod
+    def _imap_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            scheme, _, rest = value.partition("://")
+            host = rest.rpartition("@")[2].split("/")[0]
+            if scheme not in ("imap", "imaps") or "@" not in rest or not host:
+                raise ValueError("must look like imaps://user:password@host/INBOX")
+        return value
+
     @field_validator("slack_api_url")
     @classmethod
     def _api_url_shape(cls, value: str) -> str:
@@ -180,6 +196,8 @@ class Settings(BaseSettings):
             raise ValueError("SLACK_SIGNING_SECRET is required with SLACK_BOT_TOKEN in HTTP mode")
         if self.integ_smtp_port is not None and self.integ_mail_domain is None:
             raise ValueError("INTEG_SMTP_PORT is set but INTEG_MAIL_DOMAIN is not; set both")
+        if self.integ_imap_url is not None and self.integ_mail_domain is None:
+            raise ValueError("INTEG_IMAP_URL is set but INTEG_MAIL_DOMAIN is not; set both")
         if (self.integ_smtp_tls_cert is None) != (self.integ_smtp_tls_key is None):
             raise ValueError("INTEG_SMTP_TLS_CERT and INTEG_SMTP_TLS_KEY go together; set both")
         if (self.integ_smtp_user is None) != (self.integ_smtp_password is None):
