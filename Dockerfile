@@ -36,6 +36,8 @@ VOLUME /data
 
 USER 10001
 EXPOSE 3000
+# The SMTP listener, when INTEG_SMTP_PORT=2525 and INTEG_SMTP_HOST=0.0.0.0 (docs/mail.md).
+EXPOSE 2525
 
 # /healthz answers 200 when the database does. python:slim has no curl, so use Python.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \

@@ -1,10 +1,10 @@
 """A received e-mail as the rules read it: its subject and its text.
 
-The text is the text/plain part when there is one, else the HTML part turned into text;
-attachments are never read. Python's `email` package undoes quoted-printable and base64 and
-decodes the part's charset; a charset it does not know, or bytes that are not in it, are
-decoded as far as they go rather than refusing the message, since a job's failure report in
-windows-1252 with one stray byte is still a failure report.
+The text is the first text/plain part that is not an attachment, else the first HTML part
+turned into text; attachments are never read. Python's `email` package undoes quoted-
+printable and base64, and the part's charset is decoded here; a charset nobody knows, or
+bytes that are not in it, are decoded as far as they go rather than refusing the message,
+since a job's failure report in windows-1252 with one stray byte is still a failure report.
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ import email
 import email.policy
 import re
 from dataclasses import dataclass
-from email.message import EmailMessage, Message
+from email.errors import HeaderParseError
+from email.header import decode_header, make_header
+from email.message import Message
 from email.utils import parseaddr
 
 from bs4 import BeautifulSoup
@@ -34,27 +36,30 @@ class Mail:
 
 
 def parse_mail(raw: bytes) -> Mail:
-    message = email.message_from_bytes(raw, policy=email.policy.default)
-    assert isinstance(message, EmailMessage)
-    subject = _header(message, "Subject")
+    # compat32 reads headers as they are, which is most of the time a message costs with the
+    # modern policy (it parses every header it is asked for); what is used is decoded here.
+    message = email.message_from_bytes(raw, policy=email.policy.compat32)
+    subject = " ".join(_decoded(message.get("Subject")).split())
     return Mail(
-        subject=storable(" ".join(subject.split()))[:MAX_SUBJECT],
+        subject=storable(subject)[:MAX_SUBJECT],
         text=storable(_text(message))[:MAX_TEXT],
-        sender=parseaddr(_header(message, "From"))[1].lower(),
-        message_id=_header(message, "Message-ID").strip()[:300],
+        sender=parseaddr(_decoded(message.get("From")))[1].lower(),
+        message_id=str(message.get("Message-ID") or "").strip()[:300],
     )
 
 
-def _header(message: EmailMessage, name: str) -> str:
+def _decoded(value: object) -> str:
+    """A header's text, its RFC 2047 encoded words (=?utf-8?q?…?=) decoded."""
+    if value is None:
+        return ""
     try:
-        return str(message.get(name) or "")
-    except (ValueError, IndexError):  # a header too broken for the parser to render
-        raw = message.get_all(name, failobj=[])
-        return str(raw[0]) if raw else ""
+        return str(make_header(decode_header(str(value))))
+    except (LookupError, UnicodeError, ValueError, HeaderParseError):
+        return str(value)
 
 
-def _text(message: EmailMessage) -> str:
-    part = message.get_body(preferencelist=("plain", "html"))
+def _text(message: Message) -> str:
+    part = _body(message, "plain") or _body(message, "html")
     if part is None:
         return ""
     content = _content(part)
@@ -64,17 +69,23 @@ def _text(message: EmailMessage) -> str:
     return _BLANK_RUNS.sub("\n\n", "\n".join(lines)).strip()
 
 
+def _body(message: Message, subtype: str) -> Message | None:
+    """The first text/<subtype> part that is not an attachment."""
+    for part in message.walk():
+        if part.is_multipart() or part.get_content_disposition() == "attachment":
+            continue
+        if part.get_content_maintype() == "text" and part.get_content_subtype() == subtype:
+            return part
+    return None
+
+
 def _content(part: Message) -> str:
+    # An unknown charset, or bytes that are not in the one named: decoded as far as they go,
+    # the rest replaced.
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):
+        return ""
     try:
-        content = part.get_content()  # type: ignore[attr-defined]
-        return content if isinstance(content, str) else ""
-    except (LookupError, UnicodeError, ValueError):
-        # An unknown charset, or bytes that are not in the one named: decoded as far as
-        # they go, the rest replaced.
-        payload = part.get_payload(decode=True)
-        if not isinstance(payload, bytes):
-            return ""
-        try:
-            return payload.decode(part.get_content_charset() or "utf-8", errors="replace")
-        except LookupError:
-            return payload.decode("utf-8", errors="replace")
+        return payload.decode(part.get_content_charset() or "utf-8", errors="replace")
+    except LookupError:
+        return payload.decode("utf-8", errors="replace")
