@@ -11,22 +11,27 @@ capped (552 past INTEG_SMTP_MAX_BYTES). STARTTLS and AUTH are offered when set u
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import logging
 import socket
 import ssl
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot import metrics
 from bot.deps import Deps
 from bot.settings import Settings
 from commands.mail.intake import refusal, take
-from storage.db import describe, transaction
+from commands.mail.parse import parse_mail
+from storage.db import describe, transaction, unavailable
 from storage.write_turns import write_transaction
 
 log = logging.getLogger(__name__)
@@ -36,6 +41,8 @@ STORE_TIMEOUT = 30.0
 # An idle connection is dropped after this; a relay reconnects.
 IDLE_TIMEOUT = 60.0
 TRY_LATER = "451 4.3.0 The message could not be stored just now; try again later"
+# How long stopping waits for the messages being stored to be answered.
+STOP_WAIT = 5.0
 
 
 class MailHandler:
@@ -48,6 +55,9 @@ class MailHandler:
         # SQLite has one writer anyway; two threads let a RCPT check go while a message is
         # stored.
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mail-store")
+        # Messages being stored now, which stopping waits for (MailServer.stop).
+        self.in_flight = 0
+        self._lock = threading.Lock()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -61,7 +71,7 @@ class MailHandler:
     ) -> str:
         if self.deps.database.down:
             return TRY_LATER
-        sender = envelope.mail_from or ""
+        sender = _sender(envelope)
 
         def check() -> str | None:
             with transaction(self.deps.sessions) as db:
@@ -83,25 +93,46 @@ class MailHandler:
         raw = envelope.original_content or envelope.content
         data = raw if isinstance(raw, bytes) else str(raw or "").encode()
         peer = session.peer[0] if isinstance(session.peer, tuple) else None
-        sender = envelope.mail_from or ""
+        sender = _sender(envelope)
         recipients = list(envelope.rcpt_tos)
 
         def store() -> int | None:
+            mail = parse_mail(data)  # before the transaction: it takes time, writes nothing
             with write_transaction(self.deps.sessions) as db:
-                taken = take(db, data, sender, recipients, self.domain, self.deps.clock(), peer)
+                now = self.deps.clock()
+                taken = take(db, mail, data, sender, recipients, self.domain, now, peer)
             return None if taken is None else len(taken)
 
-        try:
-            stored = await self._in_pool(store)
-        except Exception as exc:
-            metrics.MAIL.labels("failed").inc()
-            log.warning(
-                "mail from %r: could not be stored (%s); answered 451", sender, describe(exc)
-            )
-            return TRY_LATER
+        with self._counting():
+            try:
+                stored = await self._in_pool(store)
+            except Exception as exc:
+                metrics.MAIL.labels("failed").inc()
+                # The database, whatever it said: once it is put right, the retry is stored.
+                if isinstance(exc, (TimeoutError, SQLAlchemyError)) or unavailable(exc):
+                    log.warning("mail from %r not stored (%s): 451", sender, describe(exc))
+                    return TRY_LATER
+                # Sending it again would fail again: the relay is told at once, and bounces it.
+                log.exception("mail from %r could not be read: 554", sender)
+                return "554 5.6.0 The message could not be read; it was not stored"
         metrics.MAIL.labels("duplicate" if stored is None else "stored").inc()
         self.notify()
         return "250 2.0.0 Stored"
+
+    @contextlib.contextmanager
+    def _counting(self) -> Iterator[None]:
+        with self._lock:
+            self.in_flight += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+
+def _sender(envelope: Envelope) -> str:
+    # aiosmtpd keeps the null sender of a bounce as "<>".
+    return str(envelope.mail_from or "").strip().strip("<>").lower()
 
 
 class MailServer:
@@ -138,7 +169,15 @@ class MailServer:
             self.handler.domain,
         )
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = STOP_WAIT) -> None:
+        """Take no new connection, let the messages being stored be answered (within
+        `timeout`), then stop."""
+        server, loop = getattr(self.controller, "server", None), self.controller.loop
+        if server is not None and loop.is_running():
+            loop.call_soon_threadsafe(server.close)
+        deadline = time.monotonic() + timeout
+        while self.handler.in_flight and time.monotonic() < deadline:
+            time.sleep(0.02)
         try:
             self.controller.stop()
         except AssertionError:  # never started

@@ -7,11 +7,14 @@ variable and what is wrong; the CLI prints that line and exits, never a tracebac
 from __future__ import annotations
 
 import os
+import ssl
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from bot.mailbox_url import MailboxUrl
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 BUNDLED_CATALOG = Path(__file__).resolve().parent.parent / "examples" / "catalog.yml"
@@ -165,10 +168,7 @@ class Settings(BaseSettings):
     @classmethod
     def _imap_url(cls, value: str | None) -> str | None:
         if value is not None:
-            scheme, _, rest = value.partition("://")
-            host = rest.rpartition("@")[2].split("/")[0]
-            if scheme not in ("imap", "imaps") or "@" not in rest or not host:
-                raise ValueError("must look like imaps://user:password@host/INBOX")
+            MailboxUrl.parse(value)  # a ValueError names what is wrong
         return value
 
     @field_validator("slack_api_url")
@@ -202,9 +202,16 @@ class Settings(BaseSettings):
             raise ValueError("INTEG_SMTP_TLS_CERT and INTEG_SMTP_TLS_KEY go together; set both")
         if (self.integ_smtp_user is None) != (self.integ_smtp_password is None):
             raise ValueError("INTEG_SMTP_USER and INTEG_SMTP_PASSWORD go together; set both")
-        for path in (self.integ_smtp_tls_cert, self.integ_smtp_tls_key):
-            if path is not None and not path.is_file():
-                raise ValueError(f"INTEG_SMTP_TLS_CERT/KEY: file not found: {path}")
+        if self.integ_smtp_tls_cert is not None and self.integ_smtp_tls_key is not None:
+            try:
+                context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+                context.load_cert_chain(self.integ_smtp_tls_cert, self.integ_smtp_tls_key)
+            except (OSError, ssl.SSLError) as exc:
+                reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc
+                raise ValueError(f"INTEG_SMTP_TLS_CERT/KEY: cannot be loaded: {reason}") from None
+        if self.integ_imap_url is not None:
+            if MailboxUrl.parse(self.integ_imap_url).folder == self.integ_imap_done_folder:
+                raise ValueError("INTEG_IMAP_DONE_FOLDER must differ from the folder read")
         return self
 
     @property

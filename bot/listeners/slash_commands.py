@@ -34,7 +34,7 @@ def invocation(
         channel_id=channel_id,
         now=deps.clock(),
         public_url=deps.settings.integ_public_url,
-        mail_domain=deps.settings.integ_mail_domain if deps.settings.integ_smtp_port else None,
+        mail_domain=deps.settings.integ_mail_domain,
         directory=directory or deps.directory,
         surface=surface,
     )

@@ -17,14 +17,16 @@ import imaplib
 import logging
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass
 from email.utils import getaddresses, parseaddr
-from urllib.parse import unquote, urlsplit
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot import metrics
 from bot.deps import Deps
+from bot.mailbox_url import MailboxUrl
 from commands.mail.intake import parse_address, refusal, take
-from storage.db import describe
+from commands.mail.parse import parse_mail
+from storage.db import describe, unavailable
 from storage.write_turns import write_transaction
 
 log = logging.getLogger(__name__)
@@ -34,39 +36,13 @@ BATCH = 100  # messages a poll reads at most; the rest wait for the next poll
 _TO_HEADERS = ("Delivered-To", "X-Original-To", "To", "Cc")
 
 
-@dataclass(frozen=True)
-class MailboxUrl:
-    secure: bool
-    host: str
-    port: int
-    user: str
-    password: str
-    folder: str
-
-    @classmethod
-    def parse(cls, url: str) -> MailboxUrl:
-        """imaps://user:password@host[:port]/Folder (imap:// without TLS, for a local server)."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("imap", "imaps") or not parts.hostname or not parts.username:
-            raise ValueError("must look like imaps://user:password@host/INBOX")
-        secure = parts.scheme == "imaps"
-        return cls(
-            secure=secure,
-            host=parts.hostname,
-            port=parts.port or (993 if secure else 143),
-            user=unquote(parts.username),
-            password=unquote(parts.password or ""),
-            folder=unquote(parts.path.lstrip("/")) or "INBOX",
-        )
-
-
 class MailboxPoller:
     def __init__(self, deps: Deps, notify: Callable[[], None]) -> None:
         settings = deps.settings
         assert settings.integ_imap_url is not None and settings.integ_mail_domain is not None
         self.deps = deps
         self.notify = notify
-        self.mailbox = MailboxUrl.parse(settings.integ_imap_url)
+        self.mailbox = MailboxUrl.parse(settings.integ_imap_url)  # checked with the settings
         self.done = settings.integ_imap_done_folder
         self.domain = settings.integ_mail_domain
 
@@ -123,51 +99,69 @@ class MailboxPoller:
             result = self._take(raw)
             metrics.MAIL.labels(result).inc()
             if result == "failed":
-                continue  # stays in the folder: read again at the next poll
+                continue  # the database: stays in the folder, read again at the next poll
             stored += result == "stored"
             self._file(imap, uid)
         return stored
 
     def _take(self, raw: bytes) -> str:
-        message = email.message_from_bytes(raw, policy=email.policy.compat32)
-        sender = parseaddr(message.get("Return-Path") or message.get("From") or "")[1].lower()
-        recipients = [
-            address
-            for _, address in getaddresses(
-                [str(v) for h in _TO_HEADERS for v in message.get_all(h, [])]
+        """stored, duplicate, refused (no integration takes it), unreadable (it never will
+        be: filed away all the same, logged) or failed (the database: read it again)."""
+        try:
+            message = email.message_from_bytes(raw, policy=email.policy.compat32)
+            sender = parseaddr(str(message.get("Return-Path") or message.get("From") or ""))[1]
+            headers = [str(v) for name in _TO_HEADERS for v in message.get_all(name, [])]
+            recipients = list(
+                dict.fromkeys(
+                    address
+                    for _, address in getaddresses(headers)
+                    if parse_address(address, self.domain) is not None
+                )
             )
-            if parse_address(address, self.domain) is not None
-        ]
+            mail = parse_mail(raw)
+        except Exception:
+            log.exception("mailbox: a message could not be read; filed away unread")
+            return "unreadable"
+        sender = sender.lower()
         try:
             with write_transaction(self.deps.sessions) as session:
-                now = self.deps.clock()
-                taken = [
-                    r
-                    for r in dict.fromkeys(recipients)
-                    if refusal(session, r, sender, self.domain) is None
-                ]
+                taken = [r for r in recipients if refusal(session, r, sender, self.domain) is None]
                 if not taken:
                     log.info(
-                        "mailbox: a message from %r for %s taken by no integration",
+                        "mailbox: a message from %r to %s is taken by no integration",
                         sender,
-                        recipients or "nobody here",
+                        recipients or "no address here",
                     )
                     return "refused"
-                done = take(session, raw, sender, taken, self.domain, now, peer="imap")
-        except Exception as exc:  # the database: left in the folder for the next poll
-            log.warning("mailbox: a message from %r not stored (%s)", sender, describe(exc))
-            return "failed"
+                now = self.deps.clock()
+                done = take(session, mail, raw, sender, taken, self.domain, now, peer="imap")
+        except Exception as exc:
+            if isinstance(exc, SQLAlchemyError) or unavailable(exc):
+                log.warning("mailbox: a message from %r not stored (%s)", sender, describe(exc))
+                return "failed"
+            log.exception("mailbox: a message from %r could not be taken; filed away", sender)
+            return "unreadable"
         return "duplicate" if done is None else "stored"
 
     def _file(self, imap: imaplib.IMAP4, uid: str) -> None:
-        if "MOVE" in imap.capabilities:
-            status, _ = imap.uid("MOVE", uid, _quoted(self.done))
-            if status == "OK":
+        """Into the done folder; a message that cannot be moved is read again at the next
+        poll, and its claim keeps it from counting twice."""
+        try:
+            if "MOVE" in imap.capabilities:
+                status, _ = imap.uid("MOVE", uid, _quoted(self.done))
+                if status == "OK":
+                    return
+            status, answer = imap.uid("COPY", uid, _quoted(self.done))
+            if status != "OK":
+                log.warning("mailbox: message %s not filed in %r: %s", uid, self.done, answer)
                 return
-        status, _ = imap.uid("COPY", uid, _quoted(self.done))
-        if status == "OK":
             imap.uid("STORE", uid, "+FLAGS", "(\\Deleted)")
-            imap.expunge()
+            if "UIDPLUS" in imap.capabilities:
+                imap.uid("EXPUNGE", uid)  # this message only, not others flagged deleted
+            else:
+                imap.expunge()
+        except (OSError, imaplib.IMAP4.error) as exc:
+            log.warning("mailbox: message %s not filed in %r: %s", uid, self.done, exc)
 
 
 def _quoted(folder: str) -> str:

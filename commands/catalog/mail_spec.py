@@ -6,23 +6,32 @@
       success_when: {subject: "(?i)completed"}
       otherwise: fail            # or: success, ignore
 
-Patterns are Python regular expressions, searched (not matched from the start), each checked
-when the catalog is read so that a typo is an error naming its line, not a rule that never
-matches. A message matches `fail_when` or `success_when` when any pattern given there is
-found in its field; `fail_when` is asked first.
+Patterns are regular expressions (Python's syntax), searched (not matched from the start),
+each checked when the catalog is read so that a typo is an error naming its line, not a rule
+that never matches. A message matches `fail_when` or `success_when` when any pattern given
+there is found in its field; `fail_when` is asked first.
+
+They run on text from outside with the `regex` library, which backtracks far less than `re`,
+lets other threads run while it searches, and stops a search after SEARCH_SECONDS: a pattern
+such as `(a+)+$` must not hold the bot for minutes on one crafted message. A search that had
+to stop counts as a failure report: a job's failure must never pass for a success.
 """
 
 from __future__ import annotations
 
-import re
+import logging
 from typing import Literal
 
+import regex
 from pydantic import ConfigDict, Field, field_validator
 
 from commands.catalog.fields import Strict
 
+log = logging.getLogger(__name__)
+
 # Longer patterns are not rules a person writes; they are the sign of a paste gone wrong.
 MAX_PATTERN = 500
+SEARCH_SECONDS = 0.25
 
 
 class MatchSpec(Strict):
@@ -34,14 +43,16 @@ class MatchSpec(Strict):
     def _pattern(cls, value: str | None) -> str | None:
         if value is not None:
             try:
-                re.compile(value)
-            except re.error as exc:
+                regex.compile(value)
+            except regex.error as exc:
                 raise ValueError(f"{value!r} is not a regular expression: {exc}") from None
         return value
 
     def found_in(self, subject: str, body: str) -> bool:
+        """Whether a pattern is found; raises TimeoutError when one could not tell in time."""
         return any(
-            pattern is not None and re.search(pattern, text) is not None
+            pattern is not None
+            and regex.search(pattern, text, timeout=SEARCH_SECONDS, concurrent=True) is not None
             for pattern, text in ((self.subject, subject), (self.body, body))
         )
 
@@ -76,8 +87,12 @@ class EmailSpec(Strict):
 
     def outcome(self, subject: str, body: str) -> str:
         """What a message means: fail, success or ignore."""
-        if self.fail_when is not None and self.fail_when.found_in(subject, body):
+        try:
+            if self.fail_when is not None and self.fail_when.found_in(subject, body):
+                return "fail"
+            if self.success_when is not None and self.success_when.found_in(subject, body):
+                return "success"
+        except TimeoutError:
+            log.warning("e-mail rules gave up after %ss: taken as a failure", SEARCH_SECONDS)
             return "fail"
-        if self.success_when is not None and self.success_when.found_in(subject, body):
-            return "success"
         return self.otherwise

@@ -26,7 +26,7 @@ from commands.alerts.ingest import ingest
 from commands.alerts.payloads import MAX_DETAILS, MAX_SUMMARY, AlertEvent
 from commands.catalog.views import integration_spec
 from commands.core import slack_events
-from commands.mail.parse import Mail, parse_mail
+from commands.mail.parse import Mail
 from commands.monitors.heartbeats import FAIL, START, SUCCESS, record_ping
 from storage import queries
 from storage.db import table_of
@@ -56,16 +56,27 @@ def parse_address(address: str, domain: str) -> Address | None:
 def refusal(session: Session, recipient: str, sender: str, domain: str) -> str | None:
     """None when mail from `sender` to `recipient` is taken, else the SMTP reply that
     refuses it (nothing of it is stored then)."""
+    if not _printable(recipient) or not _printable(sender):
+        return "553 5.1.3 Addresses here are plain printable text"
     address = parse_address(recipient, domain)
     if address is None:
         return f"550 5.1.1 No such address here: {recipient[:100]}"
     integ = queries.integration(session, address.integration_id)
     if integ is None:
         return f"550 5.1.1 No integration called {address.integration_id[:64]}"
+    if not sender:
+        # A bounce or an auto-reply: never a job's report, and it must not pass for one.
+        return "550 5.7.1 Mail with an empty sender (a bounce) is not taken here"
     rules = integration_spec(integ).email
     if rules is not None and not rules.allows(sender):
-        return f"550 5.7.1 {sender[:100] or 'An empty sender'} may not write to {recipient[:100]}"
+        return f"550 5.7.1 {sender[:100]} may not write to {recipient[:100]}"
     return None
+
+
+def _printable(address: str) -> bool:
+    # A surrogate (undecodable bytes kept by SMTPUTF8) or a control character could end up
+    # in a reply line or a log.
+    return address.isprintable() and not any("\ud800" <= c <= "\udfff" for c in address)
 
 
 @dataclass(frozen=True)
@@ -79,6 +90,7 @@ class Taken:
 
 def take(
     session: Session,
+    mail: Mail,
     raw: bytes,
     sender: str,
     recipients: Sequence[str],
@@ -87,19 +99,23 @@ def take(
     peer: str | None = None,
 ) -> list[Taken] | None:
     """Store the message as received and act on it for each recipient (checked already by
-    `refusal`); None when it was taken before (a relay retrying a message whose 250 it
-    missed: same Message-ID within a day). Nothing here commits."""
-    mail = parse_mail(raw)
-    if mail.message_id:
-        digest = hashlib.sha256(mail.message_id.encode()).hexdigest()[:40]
-        if not slack_events.first_delivery(session, f"mail:{digest}", now):
-            return None
-    taken = [
-        _act(session, mail, address, sender, now, peer)
-        for address in dict.fromkeys(
-            a for a in (parse_address(r, domain) for r in recipients) if a is not None
-        )
-    ]
+    `refusal`; `mail` is `raw` parsed, done before the transaction since it takes time);
+    None when every recipient had it before (a relay sending again a message whose 250 it
+    missed). Nothing here commits."""
+    identity = mail.message_id or hashlib.sha256(raw).hexdigest()
+    fresh = []
+    for address in dict.fromkeys(
+        a for a in (parse_address(r, domain) for r in recipients) if a is not None
+    ):
+        # One claim per message, sender and address: a Message-ID someone else reuses, or
+        # the same message to another integration, is not taken for this one.
+        key = f"{identity}\n{sender}\n{address.integration_id}+{address.kind or ''}"
+        digest = hashlib.sha256(key.encode()).hexdigest()[:40]
+        if slack_events.first_delivery(session, f"mail:{digest}", now):
+            fresh.append(address)
+    if not fresh:
+        return None
+    taken = [_act(session, mail, address, sender, now, peer) for address in fresh]
     session.connection().execute(
         _RECEIVE,
         {
@@ -119,6 +135,9 @@ def _act(
     spec = integration_spec(integ) if integ is not None else None
     if spec is None:  # removed from the catalog since its recipient was checked
         return Taken(address.integration_id, "ignore", False)
+    if mail.automatic and address.kind is None:
+        # An out-of-office reply to a job's own address says nothing about the job.
+        return Taken(spec.id, "ignore", False)
     meaning = address.kind or (
         spec.email.outcome(mail.subject, mail.text) if spec.email is not None else SUCCESS
     )

@@ -24,6 +24,10 @@ from storage.types import storable
 
 MAX_SUBJECT = 500
 MAX_TEXT = 10_000
+# What is read of a header or an HTML part before decoding it: decoding costs time with
+# the size of what it is given, and nothing past this would be shown.
+MAX_RAW_HEADER = 2_000
+MAX_RAW_HTML = 200_000
 _BLANK_RUNS = re.compile(r"\n{3,}")
 
 
@@ -33,6 +37,8 @@ class Mail:
     text: str  # the body as text, cut to MAX_TEXT
     sender: str  # the From header's address, lower-cased; "" when there is none
     message_id: str  # "" when there is none
+    # Sent by a program on its own (an out-of-office reply, a bounce): RFC 3834.
+    automatic: bool = False
 
 
 def parse_mail(raw: bytes) -> Mail:
@@ -44,7 +50,8 @@ def parse_mail(raw: bytes) -> Mail:
         subject=storable(subject)[:MAX_SUBJECT],
         text=storable(_text(message))[:MAX_TEXT],
         sender=parseaddr(_decoded(message.get("From")))[1].lower(),
-        message_id=str(message.get("Message-ID") or "").strip()[:300],
+        message_id=storable(str(message.get("Message-ID") or "")[:300]).strip(),
+        automatic=str(message.get("Auto-Submitted") or "no").strip().lower()[:20] != "no",
     )
 
 
@@ -52,8 +59,9 @@ def _decoded(value: object) -> str:
     """A header's text, its RFC 2047 encoded words (=?utf-8?q?…?=) decoded."""
     if value is None:
         return ""
+    value = str(value)[:MAX_RAW_HEADER]
     try:
-        return str(make_header(decode_header(str(value))))
+        return str(make_header(decode_header(value)))
     except (LookupError, UnicodeError, ValueError, HeaderParseError):
         return str(value)
 
@@ -64,7 +72,8 @@ def _text(message: Message) -> str:
         return ""
     content = _content(part)
     if part.get_content_subtype() == "html":
-        content = BeautifulSoup(content, "html.parser").get_text("\n")
+        content = BeautifulSoup(content[:MAX_RAW_HTML], "html.parser").get_text("\n")
+    content = content[: MAX_TEXT * 2]  # its lines tidied below, then cut to MAX_TEXT
     lines = [line.rstrip() for line in content.replace("\r\n", "\n").split("\n")]
     return _BLANK_RUNS.sub("\n\n", "\n".join(lines)).strip()
 

@@ -2,7 +2,8 @@
 
 It speaks the part of IMAP4rev1 that a client reading and filing mail uses, as Python's
 imaplib sends it: CAPABILITY, LOGIN, SELECT, CREATE, UID SEARCH, UID FETCH (RFC822), UID MOVE
-(RFC 6851), UID COPY, UID STORE +FLAGS, EXPUNGE, NOOP, LOGOUT. `fake.mailboxes[name]` is a list
+(RFC 6851), UID COPY, UID STORE +FLAGS, UID EXPUNGE (RFC 4315), EXPUNGE, NOOP,
+LOGOUT. `fake.mailboxes[name]` is a list
 of (uid, raw message); `fake.fail_login` refuses the login; `fake.no_move` leaves MOVE out of
 the capabilities, so the client must COPY, flag and expunge.
 """
@@ -149,6 +150,11 @@ class _Session:
             if verb == b"MOVE":
                 box[:] = [(uid, raw) for uid, raw in box if uid not in wanted]
             return b"OK %s done" % verb
+        if verb == b"EXPUNGE":  # UIDPLUS: only these, not every message flagged deleted
+            gone = {uid for uid, _ in chosen} & self.deleted
+            box[:] = [(uid, raw) for uid, raw in box if uid not in gone]
+            self.deleted -= gone
+            return b"OK EXPUNGE done"
         if verb == b"STORE":
             if b"\\Deleted" in what:
                 self.deleted |= {uid for uid, _ in chosen}

@@ -15,7 +15,23 @@ def test_mail_intake_is_off_unless_a_port_or_a_mailbox_is_given():
     [
         ({"INTEG_SMTP_PORT": "2525"}, "INTEG_SMTP_PORT is set but INTEG_MAIL_DOMAIN is not"),
         ({"INTEG_IMAP_URL": "imaps://u:p@mail.example.edu/INBOX"}, "INTEG_MAIL_DOMAIN is not"),
-        ({"INTEG_MAIL_DOMAIN": "x", "INTEG_SMTP_PORT": "25"}, "INTEG_MAIL_DOMAIN"),
+        ({"INTEG_MAIL_DOMAIN": "x", "INTEG_SMTP_PORT": "25"}, "INTEG_MAIL_DOMAIN: "),
+        (
+            {"INTEG_MAIL_DOMAIN": "integ.example.edu", "INTEG_IMAP_URL": "imaps://u:p@h:99999/"},
+            "its port must be a number",
+        ),
+        (
+            {
+                "INTEG_MAIL_DOMAIN": "integ.example.edu",
+                "INTEG_IMAP_URL": "imaps://u:p@mail.example.edu/Done",
+                "INTEG_IMAP_DONE_FOLDER": "Done",
+            },
+            "INTEG_IMAP_DONE_FOLDER must differ",
+        ),
+        (
+            {"INTEG_SMTP_TLS_CERT": "/etc/hostname", "INTEG_SMTP_TLS_KEY": "/etc/hostname"},
+            "INTEG_SMTP_TLS_CERT/KEY: cannot be loaded",
+        ),
         ({"INTEG_MAIL_DOMAIN": "integ.example.edu", "INTEG_IMAP_URL": "https://mail/"}, "imaps://"),
         ({"INTEG_SMTP_USER": "relay"}, "INTEG_SMTP_USER and INTEG_SMTP_PASSWORD go together"),
         ({"INTEG_SMTP_TLS_CERT": "/etc/hosts"}, "INTEG_SMTP_TLS_CERT and INTEG_SMTP_TLS_KEY"),

@@ -103,3 +103,18 @@ def test_a_mailbox_that_refuses_the_login_is_tried_again_later_and_loses_nothing
     assert runtime.mailbox.run_due() == 0
     imap.fail_login = False
     assert runtime.mailbox.run_due() == 1
+
+
+def test_a_message_with_raw_8_bit_headers_is_read_and_does_not_stop_the_rest(runtime, imap):
+    poisoned = (
+        fixture("banner_failure.eml")
+        .replace(
+            b"From: Banner Job Submission <jobsub@banner.example.edu>",
+            b"From: Banner \xe9\xff <jobsub@banner.example.edu>",
+        )
+        .replace(b"Return-Path: <jobsub@banner.example.edu>\r\n", b"")
+    )
+    imap.deliver(poisoned)
+    imap.deliver(fixture("workday_success_base64.eml"))
+    assert runtime.mailbox.run_due() == 2
+    assert imap.mailboxes["INBOX"] == []

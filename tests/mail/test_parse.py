@@ -68,3 +68,16 @@ def test_a_huge_body_is_cut_and_nul_bytes_cannot_reach_the_database():
 def test_an_address_names_an_integration_and_maybe_a_kind(address, expected):
     parsed = parse_address(address, DOMAIN)
     assert (parsed.integration_id, parsed.kind) == expected if expected else parsed is None
+
+
+def test_a_rule_that_would_backtrack_for_minutes_in_re_ends_at_once_without_a_match():
+    import time
+
+    from commands.catalog.mail_spec import SEARCH_SECONDS, EmailSpec
+
+    rules = EmailSpec.model_validate(
+        {"fail_when": {"body": r"^(\w+\s?)*$"}, "otherwise": "success"}
+    )
+    started = time.monotonic()
+    assert rules.outcome("Nightly", "word " * 2000 + "!") == "success"
+    assert time.monotonic() - started < 4 * SEARCH_SECONDS + 1

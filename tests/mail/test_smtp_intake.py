@@ -215,3 +215,66 @@ def test_integ_info_shows_the_address_to_its_responders_only(mailer):
     other = json.dumps(answer(mailer.runtime.deps, "info banner-jobsub", "U0OTHER01", None).blocks)
     assert "@integ.example.edu" not in other
     assert "shown to its responders only" in other
+
+
+def test_one_message_to_two_addresses_is_taken_by_the_one_allowed_only(mailer):
+    # crm has no rules (anyone may write); a vendor address may not write to banner-jobsub.
+    with smtplib.SMTP("127.0.0.1", mailer.port, timeout=30) as client:
+        refused = client.sendmail(
+            "someone@elsewhere.example.net",
+            [f"crm+fail@{DOMAIN}", JOBSUB],
+            fixture("banner_failure.eml"),
+        )
+    assert list(refused) == [JOBSUB] and refused[JOBSUB][0] == 550
+    [alert] = alerts(mailer.runtime)
+    assert (alert.integration_id, alert.summary) == ("crm", "SZPAPPL completed with ERRORS")
+
+
+def test_a_message_id_reused_elsewhere_does_not_hide_the_real_report(mailer):
+    # Someone writes to crm with the Message-ID that Banner's job will use...
+    mailer.send(fixture("banner_failure.eml"), f"crm+start@{DOMAIN}", "prank@elsewhere.example.net")
+    # ...and the real failure to banner-jobsub is still taken.
+    mailer.send(fixture("banner_failure.eml"), JOBSUB)
+    [alert] = alerts(mailer.runtime)
+    assert alert.integration_id == "banner-jobsub"
+    assert count(mailer.runtime, ReceivedEvent) == 2
+
+
+def test_a_database_that_cannot_answer_at_rcpt_gets_451_not_550(mailer):
+    with mailer.runtime.engine.begin() as conn:
+        conn.execute(text("ALTER TABLE integrations RENAME TO integrations_away"))
+    try:
+        with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+            mailer.send(fixture("banner_failure.eml"), JOBSUB)
+    finally:
+        with mailer.runtime.engine.begin() as conn:
+            conn.execute(text("ALTER TABLE integrations_away RENAME TO integrations"))
+    [(code, _)] = refused.value.recipients.values()
+    assert code == 451
+
+
+def test_bounces_and_out_of_office_replies_are_not_job_reports(mailer):
+    with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+        mailer.send(fixture("workday_success_base64.eml"), f"crm@{DOMAIN}", "")
+    [(code, message)] = refused.value.recipients.values()
+    assert code == 550 and b"empty sender" in message
+    reply = b"Auto-Submitted: auto-replied\r\n" + fixture("banner_failure.eml")
+    mailer.send(reply, JOBSUB)
+    assert alerts(mailer.runtime) == [] and count(mailer.runtime, ReceivedEvent) == 1
+
+
+def test_hostile_mail_is_answered_plainly_and_stores_nothing_broken(mailer):
+    with smtplib.SMTP("127.0.0.1", mailer.port, timeout=30) as client:
+        client.ehlo()
+        client.mail("jobsub@banner.example.edu")
+        code, message = client.rcpt("bad\x7fname@" + DOMAIN)
+        assert code == 553 and b"printable" in message
+    # An encoded-word subject of a megabyte and broken MIME boundaries: read in a moment.
+    subject = b"Subject: " + b"\r\n ".join([b"=?utf-8?q?x?= =?utf-8?q?y?="] * 40_000) + b"\r\n"
+    broken = (
+        subject + b'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="nope"\r\n'
+        b"Message-ID: <hostile@x>\r\n\r\n--other\r\nrejected: 9 rows\r\n"
+    )
+    mailer.send(broken, JOBSUB)
+    [alert] = alerts(mailer.runtime)
+    assert alert.status == "firing" and len(alert.summary) <= 500
