@@ -142,6 +142,9 @@ class MailServer:
         settings = deps.settings
         assert settings.integ_smtp_port is not None and settings.integ_mail_domain is not None
         self.handler = MailHandler(deps, settings.integ_mail_domain, notify)
+        # aiosmtpd logs every connection and command at INFO; a relay's traffic would bury
+        # the bot's own log. Its warnings and errors still show.
+        logging.getLogger("mail.log").setLevel(max(logging.WARNING, log.getEffectiveLevel()))
         self.controller = Controller(
             self.handler,
             hostname=settings.integ_smtp_host,
