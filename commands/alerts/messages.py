@@ -129,18 +129,6 @@ def render_alert(
     )
 
 
-def _button(text: str, action_id: str, value: str, style: str | None = None) -> bk.Block:
-    button: bk.Block = {
-        "type": "button",
-        "text": bk.plain(text, bk.BUTTON_TEXT),
-        "action_id": action_id,
-        "value": value,
-    }
-    if style:
-        button["style"] = style
-    return button
-
-
 def _actions(
     alert: Alert,
     integ: Integration | None,
@@ -152,13 +140,13 @@ def _actions(
     value = str(alert.id)
     elements = []
     if alert.status == AlertStatus.FIRING:
-        elements.append(_button("Acknowledge", ack_action, value, "primary"))
-    elements.append(_button("Resolve", resolve_action, value))
+        elements.append(bk.button("Acknowledge", ack_action, value, "primary"))
+    elements.append(bk.button("Resolve", resolve_action, value))
     if integ is not None:
-        elements.append(_button("Silence 2h", silence_action, value))
+        elements.append(bk.button("Silence 2h", silence_action, value))
         runbook = (integration_spec(integ).runbook or "").strip()
         if runbook.startswith(("http://", "https://")) and " " not in runbook:
-            link = _button("Runbook", runbook_action, value)
+            link = bk.button("Runbook", runbook_action, value)
             link["url"] = runbook[:3000]
             elements.append(link)
     return {"type": "actions", "block_id": f"alert-{alert.id}", "elements": elements}

@@ -197,21 +197,9 @@ def _alert_buttons(alert: Alert, actions: HomeActions) -> bk.Block:
     value = str(alert.id)
     elements = []
     if alert.status == "firing":
-        elements.append(_button("Acknowledge", actions.ack, value, "primary"))
-    elements.append(_button("Resolve", actions.resolve, value))
+        elements.append(bk.button("Acknowledge", actions.ack, value, "primary"))
+    elements.append(bk.button("Resolve", actions.resolve, value))
     return {"type": "actions", "block_id": f"home-alert-{alert.id}", "elements": elements}
-
-
-def _button(text: str, action_id: str, value: str, style: str | None = None) -> bk.Block:
-    button: bk.Block = {
-        "type": "button",
-        "text": bk.plain(text, bk.BUTTON_TEXT),
-        "action_id": action_id,
-        "value": value,
-    }
-    if style:
-        button["style"] = style
-    return button
 
 
 def _monitor_line(monitor: Monitor, now: datetime) -> str:
@@ -237,7 +225,7 @@ def _reviews(content: HomeContent, actions: HomeActions, buttons: bool) -> list[
         text = f"{icon} Review of *{escape(truncate(review.integ.name, 80))}* ({when})"
         block = bk.section(text)
         if buttons:
-            block["accessory"] = _button("Review", actions.review, review.integ.id)
+            block["accessory"] = bk.button("Review", actions.review, review.integ.id)
         blocks.append(block)
     more = len(content.reviews) - REVIEWS_SHOWN
     if more > 0:

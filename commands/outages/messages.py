@@ -195,22 +195,12 @@ def _alert_line(alert: Alert) -> str:
 
 
 def _buttons(outage_id: int) -> bk.Block:
-    def button(text: str, action_id: str, style: str | None = None) -> bk.Block:
-        found: bk.Block = {
-            "type": "button",
-            "text": bk.plain(text, bk.BUTTON_TEXT),
-            "action_id": action_id,
-            "value": str(outage_id),
-        }
-        if style:
-            found["style"] = style
-        return found
-
+    value = str(outage_id)
     return {
         "type": "actions",
         "elements": [
-            button("Acknowledge all", ACK_ALL_ACTION),
-            button("Resolve all", RESOLVE_ALL_ACTION, "primary"),
+            bk.button("Acknowledge all", ACK_ALL_ACTION, value),
+            bk.button("Resolve all", RESOLVE_ALL_ACTION, value, "primary"),
         ],
     }
 

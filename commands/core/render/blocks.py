@@ -45,6 +45,19 @@ def fields_section(fields: list[str]) -> Block:
     return {"type": "section", "fields": [mrkdwn(f, FIELD_TEXT) for f in fields[:MAX_FIELDS]]}
 
 
+def button(text: str, action_id: str, value: str, style: str | None = None) -> Block:
+    """A button whose click sends `value` to the listener of `action_id`."""
+    found: Block = {
+        "type": "button",
+        "text": plain(text, BUTTON_TEXT),
+        "action_id": action_id,
+        "value": value,
+    }
+    if style:
+        found["style"] = style
+    return found
+
+
 def context(*texts: str) -> Block:
     return {"type": "context", "elements": [mrkdwn(t) for t in texts[:CONTEXT_ELEMENTS]]}
 
