@@ -29,6 +29,7 @@ from bench import harness
 from bench.catalog_gen import build_catalog, save_catalog
 from storage.db import make_engine
 from storage.models import ReceivedEvent
+from tests.mail.conftest import with_message_id
 
 BENCH = harness.Benchmark("mail", "mail-results")
 DOMAIN = "integ.example.edu"
@@ -93,14 +94,8 @@ def messages(count: int, beats: list[str], seed: int) -> list[tuple[str, str, by
             if n % 2 == 0
             else (success, "donotreply@workday.example.com", f"{rng.choice(beats)}@{DOMAIN}")
         )
-        found.append((sender, to, _with_id(raw, f"bench-{n}@relay.example.edu")))
+        found.append((sender, to, with_message_id(raw, f"bench-{n}@relay.example.edu")))
     return found
-
-
-def _with_id(raw: bytes, message_id: str) -> bytes:
-    head, _, body = raw.partition(b"\r\n\r\n")
-    lines = [line for line in head.split(b"\r\n") if not line.lower().startswith(b"message-id:")]
-    return b"\r\n".join([*lines, f"Message-ID: <{message_id}>".encode()]) + b"\r\n\r\n" + body
 
 
 def relay(

@@ -289,9 +289,7 @@ def rendering(
         return None
     view.rendered_at = now
     wanted = set(shown)
-    have = set(
-        session.scalars(select(HomeIntegration.integration_id).where(_shown.c.user_id == user_id))
-    )
+    have = shown_before(session, user_id)
     if have - wanted:
         session.execute(
             delete(HomeIntegration).where(

@@ -71,6 +71,13 @@ class Mailer:
             self.runtime.deps.clock.now += timedelta(seconds=2.1)
 
 
+def with_message_id(raw: bytes, message_id: str) -> bytes:
+    """The message with its Message-ID replaced: the same report, sent again as a new one."""
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = [line for line in head.split(b"\r\n") if not line.lower().startswith(b"message-id:")]
+    return b"\r\n".join([*lines, f"Message-ID: <{message_id}>".encode()]) + b"\r\n\r\n" + body
+
+
 def fixture(name: str) -> bytes:
     return (MAIL / name).read_bytes()
 

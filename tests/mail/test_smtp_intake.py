@@ -12,7 +12,7 @@ from sqlalchemy import func, select, text
 
 from bot.listeners.slash_commands import answer
 from storage.models import Alert, HeartbeatPing, ReceivedEvent
-from tests.mail.conftest import DOMAIN, fixture
+from tests.mail.conftest import DOMAIN, fixture, with_message_id
 
 JOBSUB = f"banner-jobsub@{DOMAIN}"
 
@@ -33,12 +33,6 @@ def posts_to(fake_slack, channel):
         for c in fake_slack.calls_to("chat.postMessage")
         if c.args.get("channel") == channel and not c.args.get("thread_ts")
     ]
-
-
-def with_message_id(raw: bytes, message_id: str) -> bytes:
-    head, _, body = raw.partition(b"\r\n\r\n")
-    lines = [line for line in head.split(b"\r\n") if not line.lower().startswith(b"message-id:")]
-    return b"\r\n".join([*lines, f"Message-ID: <{message_id}>".encode()]) + b"\r\n\r\n" + body
 
 
 def test_a_banner_failure_email_raises_one_alert_posted_with_its_error_lines(mailer, fake_slack):
